@@ -1,0 +1,237 @@
+"""The shared optimizer shell.
+
+Every gradkit optimizer is a thin subclass of :class:`GradkitOptimizer`. The shell owns what
+is the same for all methods, so that a method module holds only its math:
+
+* hyper-parameter validation for every param group (constructor arguments and per-group
+  overrides alike), with messages that name the value;
+* gradient collection: params whose ``.grad`` is ``None`` are skipped entirely (no state
+  change, no weight decay), sparse gradients raise ``TypeError``, complex params raise
+  ``TypeError`` unless the method supports them;
+* the **non-finite gradient policy** (``nonfinite=``):
+
+  - ``"raise"`` (default): before anything is modified, a step whose gradients contain NaN or
+    ±inf raises :class:`NonFiniteGradientError` naming the param. Params and state are left
+    exactly as they were, so the caller can skip the batch and go on.
+  - ``"skip"``: the group's update is skipped silently (like ``torch.amp.GradScaler`` does);
+    ``optimizer.skipped_steps`` counts such steps (not saved in ``state_dict``).
+  - ``"ignore"``: no check (``torch.optim`` behaviour; saves one read of the gradients).
+
+* lazy state initialisation, the per-param ``step`` counter (a 0-d ``int64`` tensor, exact for
+  any number of steps), and the choice between the three implementations of the update:
+  the for-loop reference, ``foreach`` (default) and ``fused`` (``torch.compile``);
+* ``load_state_dict`` compatibility: a checkpoint saved before a hyper-parameter existed loads
+  and the new hyper-parameter takes its default; a float ``step`` is converted.
+
+A subclass provides ``_state_names`` (the per-param state tensors, zero-initialised), a
+``_validators`` table and ``_update(group, params, grads, state, steps, impl)``, which calls the
+method's functional update.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
+
+import torch
+
+from gradkit.optim import _validation as check
+
+__all__ = ["GradkitOptimizer", "NonFiniteGradientError", "ParamsT"]
+
+ParamsT = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
+
+#: Validators shared by every gradkit optimizer.
+COMMON_VALIDATORS: dict[str, check.Check] = {
+    "maximize": check.boolean,
+    "foreach": check.optional_boolean,
+    "fused": check.optional_boolean,
+    "nonfinite": check.nonfinite_policy,
+}
+
+
+class NonFiniteGradientError(ValueError):
+    """A gradient contains NaN or ±inf and the group's policy is ``nonfinite="raise"``."""
+
+
+class GradkitOptimizer(torch.optim.Optimizer):
+    """Base class of the gradkit optimizers (see the module docstring)."""
+
+    #: Per-param state tensors, zero-initialised like the param, besides ``step``.
+    _state_names: ClassVar[tuple[str, ...]] = ()
+    #: ``name -> check`` for the method's own hyper-parameters.
+    _validators: ClassVar[Mapping[str, check.Check]] = {}
+    #: Whether complex params are supported.
+    _supports_complex: ClassVar[bool] = False
+
+    def __init__(self, params: ParamsT, defaults: dict[str, Any]) -> None:
+        if isinstance(params, torch.Tensor):
+            raise TypeError(
+                "params argument given to the optimizer should be an iterable of Tensors or dicts, "
+                f"but got {torch.typename(params)}"
+            )
+        self.skipped_steps = 0
+        super().__init__(params, defaults)
+
+    # ------------------------------------------------------------------ groups and validation
+    def _validate_group(self, group: Mapping[str, Any]) -> None:
+        validators = {**COMMON_VALIDATORS, **self._validators}
+        for name, validate in validators.items():
+            if name in group:
+                validate(name, group[name])
+        if group.get("fused") and group.get("foreach"):
+            raise ValueError("Invalid fused/foreach: `fused` and `foreach` cannot both be True")
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        merged = {**self.defaults, **param_group}
+        self._validate_group(merged)
+        params = param_group["params"]
+        tensors = [params] if isinstance(params, torch.Tensor) else list(params)
+        name = type(self).__name__
+        for tensor in tensors:
+            if isinstance(tensor, torch.Tensor) and tensor.is_complex() and not self._supports_complex:
+                raise TypeError(
+                    f"{name} does not support complex parameters (got {tensor.dtype}); "
+                    "optimize torch.view_as_real(param) instead"
+                )
+        super().add_param_group(param_group)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("skipped_steps", 0)
+        for group in self.param_groups:
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a checkpoint. Hyper-parameters missing from an older checkpoint take their
+        current defaults; a float ``step`` (torch's convention) is converted to ``int64``."""
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+            self._validate_group(group)
+        for param_state in self.state.values():
+            step = param_state.get("step")
+            if isinstance(step, torch.Tensor) and step.dtype != torch.int64:
+                param_state["step"] = step.detach().to(dtype=torch.int64)
+            elif isinstance(step, int | float):
+                param_state["step"] = torch.tensor(int(step), dtype=torch.int64)
+
+    # ------------------------------------------------------------------ state
+    def _state_names_for(self, group: Mapping[str, Any]) -> tuple[str, ...]:
+        """State tensors a param of ``group`` needs (override when it depends on a flag)."""
+        return self._state_names
+
+    def _init_state(self, param: torch.Tensor, group: Mapping[str, Any]) -> dict[str, Any]:
+        state = self.state[param]
+        if "step" not in state:
+            state["step"] = torch.tensor(0, dtype=torch.int64)
+        for name in self._state_names_for(group):
+            if name not in state:  # also fills a buffer a newly enabled flag needs
+                state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        return state
+
+    # ------------------------------------------------------------------ step
+    def _collect(self, group: dict[str, Any], group_index: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        params: list[torch.Tensor] = []
+        grads: list[torch.Tensor] = []
+        for index, param in enumerate(group["params"]):
+            grad = param.grad
+            if grad is None:
+                continue
+            if grad.is_sparse:
+                raise TypeError(
+                    f"{type(self).__name__} does not support sparse gradients "
+                    f"(param {index} of group {group_index}); use torch.optim.SparseAdam"
+                )
+            params.append(param)
+            grads.append(grad)
+        return params, grads
+
+    def _finite(self, group_index: int, group: dict[str, Any], grads: list[torch.Tensor]) -> bool:
+        """Whether all ``grads`` are finite; raises under the ``"raise"`` policy."""
+        if group["nonfinite"] == "ignore" or not grads:
+            return True
+        grouped = torch.utils._foreach_utils._group_tensors_by_device_and_dtype([grads])  # type: ignore[attr-defined]
+        norms: list[torch.Tensor] = []
+        for (device, _), ((device_grads, *_), _) in grouped.items():
+            norms.extend(
+                norm.to(device="cpu", dtype=torch.float64)
+                for norm in torch._foreach_norm(device_grads, math.inf)  # type: ignore[arg-type]
+            )
+            del device
+        if bool(torch.stack(norms).isfinite().all()):
+            return True
+        if group["nonfinite"] == "skip":
+            return False
+        for index, param in enumerate(group["params"]):
+            grad = param.grad
+            if grad is not None and not bool(torch.isfinite(grad).all()):
+                kind = "NaN" if bool(torch.isnan(grad).any()) else "inf"
+                raise NonFiniteGradientError(
+                    f"{type(self).__name__}: the gradient of param {index} of group {group_index} "
+                    f"(shape {tuple(param.shape)}) contains {kind}; the step was not applied and "
+                    "params and state are unchanged. Pass nonfinite='skip' to skip such steps, or "
+                    "nonfinite='ignore' to disable the check."
+                )
+        raise AssertionError("unreachable: a non-finite norm without a non-finite gradient")
+
+    @staticmethod
+    def _impl(group: Mapping[str, Any]) -> str:
+        if group.get("fused"):
+            return "fused"
+        if group.get("foreach") is False:
+            return "forloop"
+        return "foreach"
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        """Perform one optimization step.
+
+        Args:
+            closure: optional callable that re-evaluates the model and returns the loss; it is
+                called with gradients enabled.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        batches = []
+        for group_index, group in enumerate(self.param_groups):
+            params, grads = self._collect(group, group_index)
+            if params:
+                batches.append((group_index, group, params, grads))
+        # All checks happen before any param or state is touched.
+        runnable = []
+        for group_index, group, params, grads in batches:
+            if self._finite(group_index, group, grads):
+                runnable.append((group, params, grads))
+            else:
+                self.skipped_steps += 1
+        for group, params, grads in runnable:
+            states = [self._init_state(param, group) for param in params]
+            steps = []
+            for state in states:
+                state["step"] += 1
+                steps.append(int(state["step"]))
+            names = self._state_names_for(group)
+            state_lists = {name: [state[name] for state in states] for name in names}
+            self._update(group, params, grads, state_lists, steps, self._impl(group))
+        return loss
+
+    def _update(
+        self,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        state: dict[str, list[torch.Tensor]],
+        steps: list[int],
+        impl: str,
+    ) -> None:
+        """Apply the method's update to ``params`` (``steps`` are already incremented)."""
+        raise NotImplementedError

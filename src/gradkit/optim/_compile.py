@@ -1,0 +1,81 @@
+"""The ``fused=True`` path: one ``torch.compile``'d graph per optimizer step.
+
+A method's fused step is its per-tensor kernel (the same function the for-loop reference
+calls) run over every parameter inside one compiled function. Inductor fuses each tensor's
+chain of elementwise ops into a single kernel, so the step reads and writes every state
+tensor once. Hyper-parameters and per-parameter bias corrections enter the graph as 0-d or
+1-d tensors, so an LR scheduler changing ``lr`` does not trigger a recompile.
+
+If the compiler is unavailable (no C compiler, an unsupported platform), the first fused step
+warns and falls back to the for-loop reference; the fall-back is per function and permanent
+for the process. The tests assert that compilation really happened (see
+``tests/test_fused.py``), so a silent fall-back cannot pass them.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+__all__ = ["compiled_step", "scalar_tensor"]
+
+_FALLBACK: set[str] = set()
+
+
+def scalar_tensor(value: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``value`` as a 0-d float64 tensor on ``like``'s device (a tensor is detached, not copied
+    when it already matches)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().reshape(()).to(device=like.device, dtype=torch.float64)
+    return torch.tensor(value, dtype=torch.float64, device=like.device)
+
+
+def per_tensor(values: list[float], like: torch.Tensor) -> torch.Tensor:
+    """Per-parameter scalars as a 1-d float64 tensor (indexed inside the compiled graph)."""
+    return torch.tensor(values, dtype=torch.float64, device=like.device)
+
+
+def compiled_step(name: str, fn: Callable[..., None], eager: Callable[..., None]) -> Callable[..., None]:
+    """Wrap ``fn`` with ``torch.compile``; on a compiler failure warn once and run ``eager``.
+
+    Args:
+        name: method name for the warning.
+        fn: the function to compile (a loop over a per-tensor kernel).
+        eager: what to run instead if compilation fails (the for-loop reference).
+    """
+    compiled = torch.compile(fn, dynamic=False)
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> None:
+        if name in _FALLBACK:
+            eager(*args, **kwargs)
+            return
+        try:
+            compiled(*args, **kwargs)
+        except Exception as error:  # compiler missing or broken: fall back loudly
+            if not _is_compiler_failure(error):
+                raise
+            _FALLBACK.add(name)
+            warnings.warn(
+                f"{name}: fused=True needs torch.compile, which failed here "
+                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                "falling back to the for-loop implementation",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            eager(*args, **kwargs)
+
+    return run
+
+
+def _is_compiler_failure(error: Exception) -> bool:
+    """True for errors that mean "no working compiler here", not a bug in the step."""
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    if isinstance(error, BackendCompilerFailed | OSError):
+        return True
+    return type(error).__name__ in {"InvalidCxxCompiler", "CppCompileError"}

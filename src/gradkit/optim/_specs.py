@@ -1,0 +1,14 @@
+"""The built-in registry entries: one line per optimizer module."""
+
+from __future__ import annotations
+
+from gradkit.registry import OptimizerSpec
+
+
+def builtin_specs() -> list[OptimizerSpec]:
+    """Registry entries of the optimizers that ship with gradkit, in display order."""
+    from gradkit.optim import _diffgrad
+
+    return [
+        _diffgrad.registry_spec(),
+    ]
