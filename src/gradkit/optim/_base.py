@@ -100,7 +100,10 @@ class GradkitOptimizer(torch.optim.Optimizer):
         super().add_param_group(param_group)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        had_differentiable = "differentiable" in self.__dict__.get("defaults", {})
         super().__setstate__(state)
+        if not had_differentiable:
+            self.defaults.pop("differentiable", None)
         self.__dict__.setdefault("skipped_steps", 0)
         for group in self.param_groups:
             for key, value in self.defaults.items():
@@ -109,7 +112,9 @@ class GradkitOptimizer(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a checkpoint. Hyper-parameters missing from an older checkpoint take their
         current defaults; a float ``step`` (torch's convention) is converted to ``int64``."""
+        defaults = dict(self.defaults)
         super().load_state_dict(state_dict)
+        self.defaults = defaults  # torch's __setstate__ adds `differentiable`, which we lack
         for group in self.param_groups:
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
@@ -154,6 +159,7 @@ class GradkitOptimizer(torch.optim.Optimizer):
 
     def _finite(self, group_index: int, group: dict[str, Any], grads: list[torch.Tensor]) -> bool:
         """Whether all ``grads`` are finite; raises under the ``"raise"`` policy."""
+        grads = [grad for grad in grads if grad.numel()]
         if group["nonfinite"] == "ignore" or not grads:
             return True
         grouped = torch.utils._foreach_utils._group_tensors_by_device_and_dtype([grads])  # type: ignore[attr-defined]

@@ -1,0 +1,11 @@
+"""Public test utilities: certify any optimizer against gradkit's conformance suite.
+
+>>> import torch
+>>> from gradkit.testing import check_optimizer
+>>> check_optimizer(torch.optim.Adam, lr=0.05, supported_impls=("foreach",),
+...                 supports_complex=True)
+"""
+
+from gradkit.testing._conformance import check_optimizer, conformance_checks
+
+__all__ = ["check_optimizer", "conformance_checks"]
