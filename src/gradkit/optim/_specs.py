@@ -7,9 +7,10 @@ from gradkit.registry import OptimizerSpec
 
 def builtin_specs() -> list[OptimizerSpec]:
     """Registry entries of the optimizers that ship with gradkit, in display order."""
-    from gradkit.optim import _adamp, _diffgrad
+    from gradkit.optim import _adabelief, _adamp, _diffgrad
 
     return [
         _diffgrad.registry_spec(),
+        _adabelief.registry_spec(),
         *_adamp.registry_specs(),
     ]

@@ -1,0 +1,710 @@
+r"""AdaBelief: Adam whose second moment tracks the "belief" :math:`(g - m)^2` instead of :math:`g^2`.
+
+Zhuang, Tang, Ding, Tatikonda, Dvornek, Papademetris, Duncan. *AdaBelief Optimizer: Adapting
+Stepsizes by the Belief in Observed Gradients.* NeurIPS 2020. arXiv:2010.07468.
+
+Semantics follow the authors' package ``adabelief-pytorch==0.2.1`` (identical to
+``pypi_packages/adabelief_pytorch0.2.1`` in juntang-zhuang/Adabelief-Optimizer @2855178), against
+which the tests check parity over every combination of its flags. Per element, with state
+:math:`m, s` (and :math:`s_{max}` for AMSGrad) initialised to 0, :math:`t` counted from 1,
+:math:`b_1 = 1-\beta_1^t` and :math:`b_2 = 1-\beta_2^t`, one step is, in this order:
+
+.. math::
+
+    &\text{weight decay:}\quad
+        \theta \leftarrow \theta(1-\eta\lambda) \text{ (decoupled, default)}, \quad
+        \theta \leftarrow \theta(1-\lambda) \text{ (fixed\_decay)}, \quad
+        g \leftarrow g + \lambda\theta \text{ (weight\_decouple=False)}\\
+    &m \leftarrow \beta_1 m + (1-\beta_1) g\\
+    &s \leftarrow \beta_2 s + (1-\beta_2)(g - m)^2 \quad\text{(with the updated } m)\\
+    &s \leftarrow s + \epsilon \quad\text{(in place: } \epsilon \text{ accumulates in the state)}\\
+    &s_{max} \leftarrow \max(s_{max}, s) \quad\text{(amsgrad only)}
+
+Then, without rectification (``rectify=False``, the setting of the paper's experiments), with
+:math:`\hat s = s_{max}` under AMSGrad and :math:`\hat s = s` otherwise:
+
+.. math::
+
+    \theta \leftarrow \theta - \frac{\eta}{b_1}\,\frac{m}{\sqrt{\hat s}/\sqrt{b_2} + \epsilon}
+
+With rectification (``rectify=True``, the package default; RAdam's rule):
+:math:`\rho_\infty = 2/(1-\beta_2) - 1`, :math:`\rho_t = \rho_\infty - 2t\beta_2^t/b_2`, and
+
+.. math::
+
+    \rho_t \ge 5:&\quad \theta \leftarrow \theta - \frac{\eta\, r_t}{b_1}\,\frac{m}{\sqrt{s} + \epsilon},
+        \qquad r_t = \sqrt{\frac{b_2(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}}\\
+    \rho_t < 5:&\quad \theta \leftarrow \theta - \frac{\eta}{b_1} m
+        \quad\text{if degenerated\_to\_sgd, else no update}
+
+Notes on the reference code, all replicated:
+
+* ε enters twice: it is added to :math:`s` in place every step (steady-state contribution
+  :math:`\approx\epsilon/(1-\beta_2)`) and again to the denominator. AdaBelief's ε therefore plays
+  the role of Adam's ε²: the README recommends 1e-8 where SGD beats Adam (CNNs) and 1e-16
+  (the default) or 1e-12 for Transformers, GANs and RNNs.
+* The rectified branch divides by :math:`\sqrt{s}`, **not** :math:`\sqrt{s_{max}}`, even with
+  ``amsgrad=True`` (:math:`s_{max}` is still maintained); :math:`b_2` sits inside :math:`r_t`.
+* With :math:`\beta_2 = 0.999`, :math:`\rho_t < 5` for :math:`t \le 5`, so with the default
+  ``rectify=True`` the first five steps are un-normalised SGD-momentum steps whose size scales
+  with the raw gradient (step 1 is exactly :math:`-\eta g`).
+* The AMSGrad order is the 0.2.x one (``s += ε`` then ``s_max = max(s_max, s)``); 0.0.5 and
+  0.1.0 took the max first. Coupled L2 decay is applied before the moments (0.1.0 applied it
+  after them, so it had no effect; that bug is not reproduced).
+* ``fixed_decay`` only matters with ``weight_decouple=True``.
+
+Paper vs code: the paper's results were produced with ``rectify=False`` and ``amsgrad=False``
+("rectification ... never used to produce results in the paper"); the package, and therefore
+gradkit, defaults to ``rectify=True``. Pass ``rectify=False`` for the paper's algorithm.
+
+Deviations from the reference (documented and tested):
+
+* The reference adds the coupled L2 term to ``p.grad`` in place; gradkit never modifies
+  ``p.grad``.
+* The reference caches :math:`(\rho_t, r_t)` in a buffer shared by the param groups created
+  from the constructor defaults (``group['buffer'][step % 10]``, keyed on the step only). When
+  that buffer is stale, e.g. for a group added with ``add_param_group`` whose ``betas`` differ
+  from the defaults, or after ``betas`` are changed in place, the reference uses the wrong
+  :math:`r_t`. gradkit computes :math:`\rho_t, r_t` for each param from its own step count and
+  its group's current betas, with no cache. (Params of one group with different step counts,
+  e.g. a layer frozen for a while, are handled correctly by both.)
+* Like 0.2.1, a ``float16`` param is updated in ``float32`` and rounded back to ``float16`` once
+  per step, and its state is ``float32`` (an AdaBelief state in ``float16`` underflows: ε=1e-16
+  is 0 there). gradkit keeps that ``float32`` state across ``state_dict`` round trips, where
+  ``torch.optim`` would cast it to the param's dtype. ``bfloat16`` params are computed in
+  ``bfloat16``, as in the reference.
+* The rectification flags are per param group (the reference stores ``weight_decouple``,
+  ``fixed_decay``, ``rectify`` and ``degenerated_to_sgd`` on the optimizer); a negative
+  ``weight_decay`` is rejected (the reference does not check it); ``print_change_log`` is
+  accepted for drop-in compatibility and ignored: gradkit never prints.
+
+Example:
+    >>> import torch
+    >>> from gradkit.optim import AdaBelief
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    >>> opt = AdaBelief([w], lr=0.1)  # rectify=True: step 1 is exactly -lr * g
+    >>> w.grad = torch.tensor([0.5, -0.5])
+    >>> opt.step()
+    >>> w.detach()
+    tensor([ 0.9500, -1.9500])
+    >>> v = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    >>> opt = AdaBelief([v], lr=0.1, rectify=False)  # step 1 is about -(lr / beta1) * sign(g)
+    >>> v.grad = torch.tensor([0.5, -0.5])
+    >>> opt.step()
+    >>> v.detach()
+    tensor([ 0.8889, -1.8889])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from itertools import chain
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+
+from gradkit.optim import _validation as check
+from gradkit.optim._base import GradkitOptimizer, ParamsT
+from gradkit.optim._compile import compiled_step, per_tensor, scalar_tensor
+
+__all__ = ["AdaBelief", "adabelief"]
+
+Scalar = float | torch.Tensor
+
+#: Param dtypes updated in float32 with float32 state (as adabelief-pytorch 0.2.1 does).
+_UPCAST_DTYPES = (torch.float16,)
+
+
+class _StepTerms(NamedTuple):
+    """Per-param scalars of one step; they depend on the step count only, never on data."""
+
+    step_size: float  # lr/b1, lr*r_t/b1 or 0 (no update); the update is -step_size*m/denom
+    sqrt_bc2: float  # divides sqrt(s): sqrt(b2) without rectification, 1 with it
+    adaptive: float  # 1.0: divide by the adaptive denominator; 0.0: SGD-momentum step
+
+
+def _step_terms(
+    lr: float, beta1: float, beta2: float, step: int, rectify: bool, degenerated_to_sgd: bool
+) -> _StepTerms:
+    """The reference's per-step scalars, computed with its exact expressions."""
+    bias_correction1 = 1 - beta1**step
+    bias_correction2 = 1 - beta2**step
+    if not rectify:
+        return _StepTerms(lr / bias_correction1, math.sqrt(bias_correction2), 1.0)
+    beta2_t = beta2**step
+    rho_inf = 2 / (1 - beta2) - 1
+    rho_t = rho_inf - 2 * step * beta2_t / (1 - beta2_t)
+    if rho_t >= 5:
+        step_size = math.sqrt(
+            (1 - beta2_t)
+            * (rho_t - 4)
+            / (rho_inf - 4)
+            * (rho_t - 2)
+            / rho_t
+            * rho_inf
+            / (rho_inf - 2)
+        ) / (1 - beta1**step)
+        return _StepTerms(step_size * lr, 1.0, 1.0)
+    if degenerated_to_sgd:
+        return _StepTerms(1.0 / (1 - beta1**step) * lr, 1.0, 0.0)
+    return _StepTerms(0.0, 1.0, 0.0)
+
+
+def _decay_mode(weight_decay: float, weight_decouple: bool) -> str:
+    if weight_decay == 0:
+        return "none"
+    return "decoupled" if weight_decouple else "coupled"
+
+
+def _adabelief_kernel(
+    param: torch.Tensor,
+    grad: torch.Tensor,
+    exp_avg: torch.Tensor,
+    exp_avg_var: torch.Tensor,
+    max_exp_avg_var: torch.Tensor | None,
+    *,
+    step_size: Scalar,
+    sqrt_bc2: Scalar,
+    adaptive: Scalar,
+    beta1: Scalar,
+    beta2: Scalar,
+    eps: Scalar,
+    weight_decay: Scalar,
+    decay_factor: Scalar,
+    decay: str,
+    use_max: bool,
+    maximize: bool,
+) -> None:
+    """One tensor's AdaBelief update, in place.
+
+    The rectification branch is selected by the per-param scalars (see :func:`_step_terms`),
+    so the kernel has no data-dependent control flow. Scalars may be Python floats (the
+    for-loop reference) or 0-d tensors (the compiled path); only plain arithmetic is used so
+    that both behave the same. ``decay`` (``"none"``, ``"coupled"``, ``"decoupled"``),
+    ``use_max`` (divide by ``s_max``), ``maximize`` and whether ``max_exp_avg_var`` is given
+    (AMSGrad) are static.
+    """
+    upcast = param.dtype in _UPCAST_DTYPES
+    p = param.float() if upcast else param
+    if upcast:
+        grad = grad.float()
+    if maximize:
+        grad = -grad
+    if decay == "coupled":
+        grad = grad + p * weight_decay
+    elif decay == "decoupled":
+        p = p * decay_factor
+    exp_avg.mul_(beta1).add_(grad * (1 - beta1))
+    residual = grad - exp_avg
+    exp_avg_var.mul_(beta2).add_(residual * residual * (1 - beta2))
+    exp_avg_var.add_(eps)
+    second = exp_avg_var
+    if max_exp_avg_var is not None:  # AMSGrad
+        max_exp_avg_var.copy_(torch.maximum(max_exp_avg_var, exp_avg_var))
+        if use_max:
+            second = max_exp_avg_var
+    denom = second.sqrt() / sqrt_bc2 + eps
+    denom = denom * adaptive + (1 - adaptive)  # exactly denom or exactly 1
+    param.copy_(p + exp_avg * -step_size / denom)
+
+
+def _single_tensor_adabelief(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    exp_avgs: list[torch.Tensor],
+    exp_avg_vars: list[torch.Tensor],
+    max_exp_avg_vars: list[torch.Tensor],
+    steps: list[int],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    amsgrad: bool,
+    weight_decouple: bool,
+    fixed_decay: bool,
+    rectify: bool,
+    degenerated_to_sgd: bool,
+    maximize: bool,
+) -> None:
+    decay_factor = 1.0 - weight_decay if fixed_decay else 1.0 - lr * weight_decay
+    for i, param in enumerate(params):
+        terms = _step_terms(lr, beta1, beta2, steps[i], rectify, degenerated_to_sgd)
+        _adabelief_kernel(
+            param,
+            grads[i],
+            exp_avgs[i],
+            exp_avg_vars[i],
+            max_exp_avg_vars[i] if amsgrad else None,
+            step_size=terms.step_size,
+            sqrt_bc2=terms.sqrt_bc2,
+            adaptive=terms.adaptive,
+            beta1=beta1,
+            beta2=beta2,
+            eps=eps,
+            weight_decay=weight_decay,
+            decay_factor=decay_factor,
+            decay=_decay_mode(weight_decay, weight_decouple),
+            use_max=amsgrad and not rectify,
+            maximize=maximize,
+        )
+
+
+def _multi_tensor_adabelief(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    exp_avgs: list[torch.Tensor],
+    exp_avg_vars: list[torch.Tensor],
+    max_exp_avg_vars: list[torch.Tensor],
+    steps: list[int],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    amsgrad: bool,
+    weight_decouple: bool,
+    fixed_decay: bool,
+    rectify: bool,
+    degenerated_to_sgd: bool,
+    maximize: bool,
+) -> None:
+    decay = _decay_mode(weight_decay, weight_decouple)
+    decay_factor = 1.0 - weight_decay if fixed_decay else 1.0 - lr * weight_decay
+    lists: list[list[torch.Tensor]] = [params, grads, exp_avgs, exp_avg_vars]
+    if amsgrad:
+        lists.append(max_exp_avg_vars)
+    grouped = torch.optim.Optimizer._group_tensors_by_device_and_dtype(
+        lists,  # type: ignore[arg-type]
+        with_indices=True,
+    )
+    for dev_lists, indices in grouped.values():
+        p: list[torch.Tensor] = dev_lists[0]  # type: ignore[assignment]
+        g: list[torch.Tensor] | tuple[torch.Tensor, ...] = dev_lists[1]  # type: ignore[assignment]
+        m: list[torch.Tensor] = dev_lists[2]  # type: ignore[assignment]
+        s: list[torch.Tensor] = dev_lists[3]  # type: ignore[assignment]
+        upcast = p[0].dtype in _UPCAST_DTYPES
+        # float16: work on float32 copies (the state is float32), round back at the end.
+        work = [x.float() for x in p] if upcast else p
+        if upcast:
+            g = [x.float() for x in g]
+        if maximize:
+            g = torch._foreach_neg(g)
+        if decay == "coupled":
+            g = torch._foreach_add(g, work, alpha=weight_decay)
+        elif decay == "decoupled":
+            torch._foreach_mul_(work, decay_factor)
+        torch._foreach_mul_(m, beta1)
+        torch._foreach_add_(m, g, alpha=1 - beta1)
+        residual = torch._foreach_sub(g, m)
+        torch._foreach_mul_(s, beta2)
+        torch._foreach_addcmul_(s, residual, residual, value=1 - beta2)
+        del residual
+        torch._foreach_add_(s, eps)
+        second = s
+        if amsgrad:
+            s_max: list[torch.Tensor] = dev_lists[4]  # type: ignore[assignment]
+            torch._foreach_maximum_(s_max, s)
+            if not rectify:
+                second = s_max
+
+        terms = [
+            _step_terms(lr, beta1, beta2, steps[i], rectify, degenerated_to_sgd) for i in indices
+        ]
+        adaptive = [k for k, term in enumerate(terms) if term.adaptive]
+        plain = [k for k, term in enumerate(terms) if not term.adaptive and term.step_size != 0]
+        if adaptive:
+            denom = torch._foreach_sqrt([second[k] for k in adaptive])
+            if not rectify:  # with rectification b2 is folded into the step size
+                torch._foreach_div_(denom, [terms[k].sqrt_bc2 for k in adaptive])
+            torch._foreach_add_(denom, eps)
+            torch._foreach_addcdiv_(
+                [work[k] for k in adaptive],
+                [m[k] for k in adaptive],
+                denom,
+                [-terms[k].step_size for k in adaptive],
+            )
+        if plain:  # rectify=True, rho_t < 5, degenerated_to_sgd: SGD with momentum
+            torch._foreach_add_(
+                [work[k] for k in plain],
+                torch._foreach_mul([m[k] for k in plain], [-terms[k].step_size for k in plain]),
+            )
+        if upcast:
+            torch._foreach_copy_(p, work)
+
+
+def _fused_loop(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    exp_avgs: list[torch.Tensor],
+    exp_avg_vars: list[torch.Tensor],
+    max_exp_avg_vars: list[torch.Tensor],
+    step_sizes: torch.Tensor,
+    sqrt_bc2s: torch.Tensor,
+    adaptives: torch.Tensor,
+    beta1: torch.Tensor,
+    beta2: torch.Tensor,
+    eps: torch.Tensor,
+    weight_decay: torch.Tensor,
+    decay_factor: torch.Tensor,
+    decay: str,
+    amsgrad: bool,
+    use_max: bool,
+    maximize: bool,
+) -> None:
+    for i in range(len(params)):
+        _adabelief_kernel(
+            params[i],
+            grads[i],
+            exp_avgs[i],
+            exp_avg_vars[i],
+            max_exp_avg_vars[i] if amsgrad else None,
+            step_size=step_sizes[i],
+            sqrt_bc2=sqrt_bc2s[i],
+            adaptive=adaptives[i],
+            beta1=beta1,
+            beta2=beta2,
+            eps=eps,
+            weight_decay=weight_decay,
+            decay_factor=decay_factor,
+            decay=decay,
+            use_max=use_max,
+            maximize=maximize,
+        )
+
+
+_compiled_loop = compiled_step("AdaBelief", _fused_loop, _fused_loop)
+
+
+def _fused_adabelief(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    exp_avgs: list[torch.Tensor],
+    exp_avg_vars: list[torch.Tensor],
+    max_exp_avg_vars: list[torch.Tensor],
+    steps: list[int],
+    *,
+    lr: Scalar,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    amsgrad: bool,
+    weight_decouple: bool,
+    fixed_decay: bool,
+    rectify: bool,
+    degenerated_to_sgd: bool,
+    maximize: bool,
+) -> None:
+    like = params[0]
+    terms = [_step_terms(1.0, beta1, beta2, step, rectify, degenerated_to_sgd) for step in steps]
+    lr_tensor = scalar_tensor(lr, like)
+    decay_factor = (
+        scalar_tensor(1.0 - weight_decay, like) if fixed_decay else 1.0 - lr_tensor * weight_decay
+    )
+    _compiled_loop(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_vars,
+        max_exp_avg_vars,
+        per_tensor([term.step_size for term in terms], like) * lr_tensor,
+        per_tensor([term.sqrt_bc2 for term in terms], like),
+        per_tensor([term.adaptive for term in terms], like),
+        scalar_tensor(beta1, like),
+        scalar_tensor(beta2, like),
+        scalar_tensor(eps, like),
+        scalar_tensor(weight_decay, like),
+        decay_factor,
+        _decay_mode(weight_decay, weight_decouple),
+        amsgrad,
+        amsgrad and not rectify,
+        maximize,
+    )
+
+
+def adabelief(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    exp_avgs: list[torch.Tensor],
+    exp_avg_vars: list[torch.Tensor],
+    max_exp_avg_vars: list[torch.Tensor],
+    steps: list[int],
+    *,
+    lr: Scalar,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float = 0.0,
+    amsgrad: bool = False,
+    weight_decouple: bool = True,
+    fixed_decay: bool = False,
+    rectify: bool = True,
+    degenerated_to_sgd: bool = True,
+    maximize: bool = False,
+    impl: str = "foreach",
+) -> None:
+    """Functional AdaBelief update (see :class:`AdaBelief`); mutates params and state in place.
+
+    Args:
+        max_exp_avg_vars: the AMSGrad state, one per param; ignored (may be empty) unless
+            ``amsgrad``.
+        steps: the step number of each param *after* this step (1 on the first step).
+        impl: ``"forloop"`` (the reference), ``"foreach"`` or ``"fused"``.
+    """
+    if amsgrad and len(max_exp_avg_vars) != len(params):
+        raise ValueError(
+            f"amsgrad=True needs one max_exp_avg_var per param, got {len(max_exp_avg_vars)} "
+            f"for {len(params)} params"
+        )
+    kwargs: dict[str, Any] = dict(
+        beta1=beta1,
+        beta2=beta2,
+        eps=float(eps),
+        weight_decay=float(weight_decay),
+        amsgrad=amsgrad,
+        weight_decouple=weight_decouple,
+        fixed_decay=fixed_decay,
+        rectify=rectify,
+        degenerated_to_sgd=degenerated_to_sgd,
+        maximize=maximize,
+    )
+    if impl == "fused":
+        _fused_adabelief(
+            params, grads, exp_avgs, exp_avg_vars, max_exp_avg_vars, steps, lr=lr, **kwargs
+        )
+        return
+    fn = _single_tensor_adabelief if impl == "forloop" else _multi_tensor_adabelief
+    fn(params, grads, exp_avgs, exp_avg_vars, max_exp_avg_vars, steps, lr=float(lr), **kwargs)
+
+
+class AdaBelief(GradkitOptimizer):
+    r"""AdaBelief (Zhuang et al., NeurIPS 2020), following ``adabelief-pytorch==0.2.1``.
+
+    See the module docstring for the update rule, the notes on the reference code and the
+    deviations from it. Constructor keyword names and defaults match
+    ``adabelief_pytorch.AdaBelief`` 0.2.1, so swapping the import works.
+
+    Args:
+        params: iterable of parameters or param-group dicts.
+        lr: learning rate η (default 1e-3). May be a 0-d tensor.
+        betas: (β1, β2) (default (0.9, 0.999)).
+        eps: ε, added to the second moment in place every step and to the denominator
+            (default 1e-16; the README recommends 1e-8 where SGD generalises better than Adam).
+        weight_decay: decay coefficient λ (default 0).
+        amsgrad: keep the running maximum of the second moment and divide by it (default
+            False). The rectified branch still divides by the current second moment.
+        weight_decouple: decoupled decay θ ← θ(1 − ηλ) as in AdamW (default True); False adds
+            λθ to the gradient (coupled L2) before the moments.
+        fixed_decay: with ``weight_decouple``, decay by θ ← θ(1 − λ), independent of η
+            (default False).
+        rectify: RAdam-style rectification (default True, as in the package; the paper's
+            experiments used False).
+        degenerated_to_sgd: with ``rectify``, take an SGD-momentum step while ρ_t < 5 (the
+            first 5 steps for β2 = 0.999) instead of no step (default True).
+        print_change_log: accepted for compatibility with the reference and ignored; gradkit
+            never prints.
+        maximize: maximize the objective instead of minimizing it.
+        foreach: use the ``torch._foreach`` implementation (default when ``None``).
+        fused: use the single compiled-graph implementation (``torch.compile``).
+        nonfinite: ``"raise"`` (default), ``"skip"`` or ``"ignore"`` for NaN/inf gradients.
+
+    State per param: ``step``, ``exp_avg`` (m), ``exp_avg_var`` (s, including the accumulated
+    ε) and, with ``amsgrad``, ``max_exp_avg_var``; ``float32`` for ``float16`` params.
+    """
+
+    _state_names = ("exp_avg", "exp_avg_var")
+    _validators: ClassVar[Mapping[str, check.Check]] = {
+        "lr": check.nonnegative,
+        "betas": check.betas,
+        "eps": check.nonnegative,
+        "weight_decay": check.nonnegative,
+        "amsgrad": check.boolean,
+        "weight_decouple": check.boolean,
+        "fixed_decay": check.boolean,
+        "rectify": check.boolean,
+        "degenerated_to_sgd": check.boolean,
+    }
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float | torch.Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-16,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        weight_decouple: bool = True,
+        fixed_decay: bool = False,
+        rectify: bool = True,
+        degenerated_to_sgd: bool = True,
+        print_change_log: bool = True,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite: str = "raise",
+    ) -> None:
+        check.boolean("print_change_log", print_change_log)
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            weight_decouple=weight_decouple,
+            fixed_decay=fixed_decay,
+            rectify=rectify,
+            degenerated_to_sgd=degenerated_to_sgd,
+            maximize=maximize,
+            foreach=foreach,
+            fused=fused,
+            nonfinite=nonfinite,
+        )
+        super().__init__(params, defaults)
+
+    def _state_names_for(self, group: Any) -> tuple[str, ...]:
+        if group["amsgrad"]:
+            return (*self._state_names, "max_exp_avg_var")
+        return self._state_names
+
+    def _init_state(self, param: torch.Tensor, group: Any) -> dict[str, Any]:
+        if param.dtype in _UPCAST_DTYPES:
+            state = self.state[param]
+            for name in self._state_names_for(group):
+                if name not in state:
+                    state[name] = torch.zeros_like(
+                        param, dtype=torch.float32, memory_format=torch.preserve_format
+                    )
+        return super()._init_state(param, group)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a checkpoint; the ``float32`` state of ``float16`` params stays ``float32``
+        (``torch.optim`` would cast it to the param's dtype)."""
+        saved_ids = chain.from_iterable(g["params"] for g in state_dict["param_groups"])
+        params = chain.from_iterable(g["params"] for g in self.param_groups)
+        kept: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
+        for saved_id, param in zip(saved_ids, params, strict=False):  # torch checks the lengths
+            saved = state_dict["state"].get(saved_id)
+            if param.dtype in _UPCAST_DTYPES and saved is not None:
+                kept[param] = {
+                    name: value
+                    for name, value in saved.items()
+                    if name != "step"
+                    and isinstance(value, torch.Tensor)
+                    and value.is_floating_point()
+                }
+        super().load_state_dict(state_dict)
+        for param, values in kept.items():
+            for name, value in values.items():
+                self.state[param][name] = value.detach().to(
+                    device=param.device, dtype=torch.float32, copy=True
+                )
+
+    def _update(
+        self,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        state: dict[str, list[torch.Tensor]],
+        steps: list[int],
+        impl: str,
+    ) -> None:
+        beta1, beta2 = group["betas"]
+        adabelief(
+            params,
+            grads,
+            state["exp_avg"],
+            state["exp_avg_var"],
+            state.get("max_exp_avg_var", []),
+            steps,
+            lr=group["lr"],
+            beta1=float(beta1),
+            beta2=float(beta2),
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            amsgrad=group["amsgrad"],
+            weight_decouple=group["weight_decouple"],
+            fixed_decay=group["fixed_decay"],
+            rectify=group["rectify"],
+            degenerated_to_sgd=group["degenerated_to_sgd"],
+            maximize=group["maximize"],
+            impl=impl,
+        )
+
+
+def registry_spec() -> Any:
+    """The registry entry for :class:`AdaBelief` (see :mod:`gradkit.registry`)."""
+    from gradkit.registry import ErrorInput, OptimizerSpec
+
+    return OptimizerSpec(
+        name="adabelief",
+        cls=AdaBelief,
+        paper="Zhuang et al., AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed Gradients, NeurIPS 2020 (arXiv:2010.07468)",
+        summary="Adam with the second moment of (g - m) instead of g; RAdam rectification by default",
+        configs=[
+            {},
+            {"rectify": False},
+            {"rectify": False, "amsgrad": True, "eps": 1e-8},
+            {"amsgrad": True, "weight_decay": 1e-2},
+            {"rectify": False, "weight_decouple": False, "weight_decay": 1e-2},
+            {"fixed_decay": True, "weight_decay": 1e-3, "degenerated_to_sgd": False, "eps": 1e-8},
+        ],
+        error_inputs=[
+            ErrorInput({"lr": -1.0}, ValueError, r"Invalid lr: -1\.0 \(must be >= 0\)"),
+            ErrorInput({"lr": float("nan")}, ValueError, r"Invalid lr: nan \(must be finite\)"),
+            ErrorInput({"lr": "0.1"}, TypeError, r"Invalid lr: '0\.1'"),
+            ErrorInput(
+                {"betas": (1.0, 0.999)},
+                ValueError,
+                r"Invalid betas\[0\]: 1\.0 \(must be in \[0, 1\)\)",
+            ),
+            ErrorInput({"betas": (-0.1, 0.999)}, ValueError, r"Invalid betas\[0\]: -0\.1"),
+            ErrorInput(
+                {"betas": (0.9, 1.0)},
+                ValueError,
+                r"Invalid betas\[1\]: 1\.0 \(must be in \[0, 1\)\)",
+            ),
+            ErrorInput({"betas": (0.9, -0.1)}, ValueError, r"Invalid betas\[1\]: -0\.1"),
+            ErrorInput({"betas": 0.9}, ValueError, r"Invalid betas: 0\.9 \(expected a pair"),
+            ErrorInput({"eps": -1e-16}, ValueError, r"Invalid eps: -1e-16 \(must be >= 0\)"),
+            ErrorInput(
+                {"weight_decay": -0.1}, ValueError, r"Invalid weight_decay: -0\.1 \(must be >= 0\)"
+            ),
+            ErrorInput(
+                {"amsgrad": 1}, TypeError, r"Invalid amsgrad: 1 \(expected a bool, got int\)"
+            ),
+            ErrorInput(
+                {"weight_decouple": "yes"},
+                TypeError,
+                r"Invalid weight_decouple: 'yes' \(expected a bool",
+            ),
+            ErrorInput(
+                {"fixed_decay": None}, TypeError, r"Invalid fixed_decay: None \(expected a bool"
+            ),
+            ErrorInput(
+                {"rectify": 0}, TypeError, r"Invalid rectify: 0 \(expected a bool, got int\)"
+            ),
+            ErrorInput(
+                {"degenerated_to_sgd": 1.0},
+                TypeError,
+                r"Invalid degenerated_to_sgd: 1\.0 \(expected a bool",
+            ),
+            ErrorInput({"maximize": 1}, TypeError, r"Invalid maximize: 1 \(expected a bool"),
+        ],
+        hyperparams=(
+            "lr",
+            "betas",
+            "eps",
+            "weight_decay",
+            "amsgrad",
+            "weight_decouple",
+            "fixed_decay",
+            "rectify",
+            "degenerated_to_sgd",
+        ),
+        lr=1e-2,
+    )
