@@ -71,6 +71,9 @@ class OptimizerSpec:
             refreshes the curvature estimate; the conformance suite calls it before each step.
         lr: a learning rate that makes the 20-step "goes right direction" check meaningful.
         has_weight_decay: whether the class has a ``weight_decay`` hyper-parameter.
+        validates_group_overrides: whether hyper-parameters given per param group (and through
+            ``add_param_group``) are validated like constructor arguments (``torch.optim``'s
+            classes do not do this).
     """
 
     name: str
@@ -88,6 +91,7 @@ class OptimizerSpec:
     hessian_refresh: Callable[..., None] | None = None
     lr: float = 1e-2
     has_weight_decay: bool = True
+    validates_group_overrides: bool = True
 
 
 _REGISTRY: dict[str, OptimizerSpec] = {}

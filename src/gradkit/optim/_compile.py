@@ -39,15 +39,18 @@ def per_tensor(values: list[float], like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float64, device=like.device)
 
 
-def compiled_step(name: str, fn: Callable[..., None], eager: Callable[..., None]) -> Callable[..., None]:
+def compiled_step(
+    name: str, fn: Callable[..., None], eager: Callable[..., None], *, backend: Any = "inductor"
+) -> Callable[..., None]:
     """Wrap ``fn`` with ``torch.compile``; on a compiler failure warn once and run ``eager``.
 
     Args:
         name: method name for the warning.
         fn: the function to compile (a loop over a per-tensor kernel).
         eager: what to run instead if compilation fails (the for-loop reference).
+        backend: the ``torch.compile`` backend (tests pass a failing one).
     """
-    compiled = torch.compile(fn, dynamic=False)
+    compiled = torch.compile(fn, dynamic=False, backend=backend)
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> None:

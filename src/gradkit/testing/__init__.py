@@ -2,8 +2,8 @@
 
 >>> import torch
 >>> from gradkit.testing import check_optimizer
->>> check_optimizer(torch.optim.Adam, lr=0.05, supported_impls=("foreach",),
-...                 supports_complex=True)
+>>> check_optimizer(torch.optim.Adam, lr=0.05, supported_impls=(),
+...                 supports_complex=True, validates_group_overrides=False)
 """
 
 from gradkit.testing._conformance import check_optimizer, conformance_checks

@@ -1,0 +1,130 @@
+"""The conformance suite can fail: each check is run against an optimizer broken on purpose."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from gradkit.optim import DiffGrad
+from gradkit.registry import ErrorInput, OptimizerSpec, get_optimizer
+from gradkit.testing import check_optimizer, conformance_checks
+
+
+def _spec(cls: type, **kwargs: Any) -> OptimizerSpec:
+    base = get_optimizer("diffgrad")
+    fields = dict(
+        name=cls.__name__,
+        cls=cls,
+        paper="",
+        summary="",
+        configs=[{}],
+        error_inputs=base.error_inputs,
+        hyperparams=base.hyperparams,
+        supported_impls=("foreach",),
+        lr=base.lr,
+    )
+    fields.update(kwargs)
+    return OptimizerSpec(**fields)
+
+
+def _run(spec: OptimizerSpec, check: str) -> None:
+    dict(conformance_checks(spec, fused=False))[check]()
+
+
+class ForeachBug(DiffGrad):
+    """The foreach path uses a different eps."""
+
+    def _update(self, group, params, grads, state, steps, impl):
+        if impl == "foreach":
+            group = {**group, "eps": group["eps"] * 1e4 + 1e-3}
+        super()._update(group, params, grads, state, steps, impl)
+
+
+class HiddenState(DiffGrad):
+    """Keeps a counter outside optimizer.state, so a checkpoint cannot restore it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls = 0
+
+    def _update(self, group, params, grads, state, steps, impl):
+        self.calls += 1
+        group = {**group, "lr": group["lr"] / self.calls}
+        super()._update(group, params, grads, state, steps, impl)
+
+
+class IgnoresGroupLR(DiffGrad):
+    def _update(self, group, params, grads, state, steps, impl):
+        super()._update({**group, "lr": self.defaults["lr"]}, params, grads, state, steps, impl)
+
+
+class IgnoresMaximize(DiffGrad):
+    def _update(self, group, params, grads, state, steps, impl):
+        super()._update({**group, "maximize": False}, params, grads, state, steps, impl)
+
+
+class StepsWithoutGrads(DiffGrad):
+    """Applies weight decay to params that have no gradient."""
+
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    p.data.mul_(0.99)
+        return super().step(closure)
+
+
+@pytest.mark.parametrize(
+    ("cls", "check"),
+    [
+        (ForeachBug, "foreach_matches_forloop"),
+        (HiddenState, "checkpoint_resumes_exactly"),
+        (IgnoresGroupLR, "param_groups"),
+        (IgnoresMaximize, "goes_right_direction"),
+        (StepsWithoutGrads, "no_grad_step_is_noop"),
+    ],
+)
+def test_broken_optimizer_fails_its_check(cls: type, check: str) -> None:
+    with pytest.raises(AssertionError):
+        _run(_spec(cls), check)
+    # ... and the unbroken class passes the same check.
+    _run(_spec(DiffGrad), check)
+
+
+def test_wrong_error_message_fails() -> None:
+    spec = _spec(DiffGrad, error_inputs=[ErrorInput({"lr": -1.0}, ValueError, r"learning rate is negative")])
+    with pytest.raises(AssertionError, match="does not match"):
+        _run(spec, "error_inputs")
+
+
+def test_missing_error_fails() -> None:
+    spec = _spec(DiffGrad, error_inputs=[ErrorInput({"lr": 5.0}, ValueError, r"lr")])
+    with pytest.raises(AssertionError, match="did not raise"):
+        _run(spec, "error_inputs")
+
+
+def test_check_optimizer_names_the_failed_check() -> None:
+    with pytest.raises(AssertionError, match="check 'foreach_matches_forloop' failed"):
+        check_optimizer(_spec(ForeachBug), fused=False)
+
+
+def test_check_optimizer_certifies_torch_adamw() -> None:
+    check_optimizer(
+        torch.optim.AdamW,
+        lr=0.05,
+        configs=[{}, {"amsgrad": True}],
+        error_inputs=[ErrorInput({"lr": -1.0}, ValueError, r"Invalid learning rate")],
+        # torch's foreach AdamW rejects a tensor lr unless capturable: certify its for-loop.
+        supported_impls=(),
+        supports_complex=True,
+        hyperparams=("lr", "betas", "weight_decay"),
+        validates_group_overrides=False,
+    )
+
+
+def test_torch_adamw_lacks_group_override_validation() -> None:
+    """gradkit's stricter check: torch validates lr only in the constructor."""
+    with pytest.raises(AssertionError, match="add_param_group accepted lr=-1"):
+        _run(OptimizerSpec(name="AdamW", cls=torch.optim.AdamW, paper="", summary="", supported_impls=()), "add_param_group")
