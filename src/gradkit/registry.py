@@ -44,7 +44,7 @@ class ErrorInput:
     """
 
     kwargs: dict[str, Any]
-    error: type[Exception]
+    error: type[Exception] | tuple[type[Exception], ...]
     match: str
 
 
