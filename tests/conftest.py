@@ -1,0 +1,49 @@
+"""Test-session policy.
+
+* No test may be skipped because a dependency is missing: every extra is installed in CI, so
+  such a skip means a broken install. The session fails if one happens.
+* With ``GRADKIT_REQUIRE_INSTALLED=<repo>`` (set by ``scripts/test.sh``), the tests must import
+  gradkit from the installed wheel, not from ``<repo>/src``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+_MISSING_DEP = re.compile(r"could not import|No module named|not installed|missing (dependency|module)", re.I)
+_dependency_skips: list[str] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    repo = os.environ.get("GRADKIT_REQUIRE_INSTALLED")
+    if repo:
+        import gradkit
+
+        location = Path(gradkit.__file__).resolve()
+        if Path(repo).resolve() / "src" in location.parents:
+            raise pytest.UsageError(f"gradkit was imported from the source tree ({location}), not the installed wheel")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and _MISSING_DEP.search(str(report.longrepr)):
+        _dependency_skips.append(f"{report.nodeid}: {report.longrepr}")
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.skipped and _MISSING_DEP.search(str(report.longrepr)):
+        _dependency_skips.append(f"{report.nodeid}: {report.longrepr}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _dependency_skips:
+        print("\nTests skipped for a missing dependency (not allowed):")
+        for line in _dependency_skips:
+            print(f"  {line}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
