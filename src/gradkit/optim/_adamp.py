@@ -304,6 +304,13 @@ def _fused_adamp_loop(
 _compiled_adamp = compiled_step("AdamP", _fused_adamp_loop, _fused_adamp_loop)
 
 
+def _scalars_as_1d(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """0-d tensors as 1-element views (same storage). torch 2.13's ``torch.compile`` drops the
+    in-place updates of 0-d tensors passed inside a list, so the fused path never hands it one;
+    1-element tensors are not projected either, so the update is unchanged."""
+    return [t.view(1) if t.ndim == 0 else t for t in tensors]
+
+
 def adamp(
     params: list[torch.Tensor],
     grads: list[torch.Tensor],
@@ -334,7 +341,7 @@ def adamp(
         like = params[0]
         bc1s, sqrt_bc2s = _bias_corrections(beta1, beta2, steps)
         _compiled_adamp(
-            params, grads, exp_avgs, exp_avg_sqs,
+            *map(_scalars_as_1d, (params, grads, exp_avgs, exp_avg_sqs)),
             per_tensor(bc1s, like), per_tensor(sqrt_bc2s, like),
             scalar_tensor(lr, like), scalar_tensor(beta1, like), scalar_tensor(beta2, like),
             scalar_tensor(eps, like), scalar_tensor(weight_decay, like),
@@ -516,7 +523,7 @@ def sgdp(
     if impl == "fused":
         like = params[0]
         _compiled_sgdp(
-            params, grads, momentum_buffers,
+            *map(_scalars_as_1d, (params, grads, momentum_buffers)),
             scalar_tensor(lr, like), scalar_tensor(momentum, like), scalar_tensor(dampening, like),
             scalar_tensor(eps, like), scalar_tensor(weight_decay, like),
             scalar_tensor(delta, like), scalar_tensor(wd_ratio, like),
@@ -786,10 +793,8 @@ def _adamp_spec() -> Any:
         summary="Adam (decoupled decay) that removes the radial component of updates of scale-invariant weights",
         configs=[
             {},
-            {"nesterov": True},
-            {"weight_decay": 1e-2, "wd_ratio": 0.5},
-            {"delta": 1.0, "wd_ratio": 0.1, "weight_decay": 0.1, "nesterov": True},
-            {"betas": (0.5, 0.99), "eps": 1e-6, "weight_decay": 1e-2},
+            {"nesterov": True, "weight_decay": 1e-2, "wd_ratio": 0.5},
+            {"betas": (0.5, 0.99), "eps": 1e-6, "weight_decay": 0.1, "delta": 1.0},
         ],
         error_inputs=[
             *_common_errors(),
@@ -824,9 +829,15 @@ def _sgdp_spec() -> Any:
         configs=[
             {"lr": lr},
             {"lr": lr, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-2},
-            {"lr": lr, "momentum": 0.9, "dampening": 0.1, "weight_decay": 1e-2, "wd_ratio": 0.5},
-            {"lr": lr, "momentum": 0.5, "delta": 1.0, "wd_ratio": 0.1, "weight_decay": 0.1},
-            {"lr": lr, "momentum": 0.9, "dampening": 0.1, "nesterov": True, "eps": 1e-6},
+            {
+                "lr": lr,
+                "momentum": 0.9,
+                "dampening": 0.1,
+                "weight_decay": 0.1,
+                "delta": 1.0,
+                "wd_ratio": 0.5,
+                "eps": 1e-6,
+            },
         ],
         error_inputs=[
             *_common_errors(lr=lr),
