@@ -289,20 +289,32 @@ def _multi_tensor_adabelief(
         upcast = p[0].dtype in _UPCAST_DTYPES
         # float16: work on float32 copies (the state is float32), round back at the end.
         work = [x.float() for x in p] if upcast else p
+        # Fresh foreach outputs cost page faults on CPU, so at most one scratch list is
+        # allocated per step (a private copy of the gradient when one is needed anyway) and
+        # reused for the residual, the denominator and the SGD step.
+        private = upcast
         if upcast:
-            g = [x.float() for x in g]
+            g = [x.to(torch.float32, copy=True) for x in g]
         if maximize:
             g = torch._foreach_neg(g)
+            private = True
         if decay == "coupled":
-            g = torch._foreach_add(g, work, alpha=weight_decay)
+            if private:
+                torch._foreach_add_(g, work, alpha=weight_decay)
+            else:
+                g = torch._foreach_add(g, work, alpha=weight_decay)
+                private = True
         elif decay == "decoupled":
             torch._foreach_mul_(work, decay_factor)
         torch._foreach_mul_(m, beta1)
         torch._foreach_add_(m, g, alpha=1 - beta1)
-        residual = torch._foreach_sub(g, m)
+        if private:  # g is ours and no longer needed: turn it into the residual in place
+            torch._foreach_sub_(g, m)
+            scratch = list(g)
+        else:
+            scratch = list(torch._foreach_sub(g, m))
         torch._foreach_mul_(s, beta2)
-        torch._foreach_addcmul_(s, residual, residual, value=1 - beta2)
-        del residual
+        torch._foreach_addcmul_(s, scratch, scratch, value=1 - beta2)
         torch._foreach_add_(s, eps)
         second = s
         if amsgrad:
@@ -317,7 +329,9 @@ def _multi_tensor_adabelief(
         adaptive = [k for k, term in enumerate(terms) if term.adaptive]
         plain = [k for k, term in enumerate(terms) if not term.adaptive and term.step_size != 0]
         if adaptive:
-            denom = torch._foreach_sqrt([second[k] for k in adaptive])
+            denom = [scratch[k] for k in adaptive]
+            torch._foreach_copy_(denom, [second[k] for k in adaptive])
+            torch._foreach_sqrt_(denom)
             if not rectify:  # with rectification b2 is folded into the step size
                 torch._foreach_div_(denom, [terms[k].sqrt_bc2 for k in adaptive])
             torch._foreach_add_(denom, eps)
@@ -328,10 +342,10 @@ def _multi_tensor_adabelief(
                 [-terms[k].step_size for k in adaptive],
             )
         if plain:  # rectify=True, rho_t < 5, degenerated_to_sgd: SGD with momentum
-            torch._foreach_add_(
-                [work[k] for k in plain],
-                torch._foreach_mul([m[k] for k in plain], [-terms[k].step_size for k in plain]),
-            )
+            update = [scratch[k] for k in plain]
+            torch._foreach_copy_(update, [m[k] for k in plain])
+            torch._foreach_mul_(update, [-terms[k].step_size for k in plain])
+            torch._foreach_add_([work[k] for k in plain], update)
         if upcast:
             torch._foreach_copy_(p, work)
 
