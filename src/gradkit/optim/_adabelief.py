@@ -61,13 +61,14 @@ Deviations from the reference (documented and tested):
 
 * The reference adds the coupled L2 term to ``p.grad`` in place; gradkit never modifies
   ``p.grad``.
-* The reference caches :math:`(\rho_t, r_t)` in a buffer shared by the param groups created
-  from the constructor defaults (``group['buffer'][step % 10]``, keyed on the step only). When
-  that buffer is stale, e.g. for a group added with ``add_param_group`` whose ``betas`` differ
-  from the defaults, or after ``betas`` are changed in place, the reference uses the wrong
-  :math:`r_t`. gradkit computes :math:`\rho_t, r_t` for each param from its own step count and
-  its group's current betas, with no cache. (Params of one group with different step counts,
-  e.g. a layer frozen for a while, are handled correctly by both.)
+* The reference caches :math:`(\rho_t, r_t)` in ``group['buffer'][step % 10]``, keyed on the
+  step number only, and that buffer is shared by every group that had the default ``betas`` at
+  construction and by every group added later with ``add_param_group``. Two groups sharing it
+  with different ``betas`` (e.g. an added group with its own ``betas``, or one group's
+  ``betas`` changed after construction) can get each other's :math:`r_t`. gradkit computes
+  :math:`\rho_t, r_t` for each param from its own step count and its group's current betas,
+  with no cache. Elsewhere the two agree, including params of one group with different step
+  counts (a layer frozen for a while) and betas changed in place for all groups.
 * Like 0.2.1, a ``float16`` param is updated in ``float32`` and rounded back to ``float16`` once
   per step, and its state is ``float32`` (an AdaBelief state in ``float16`` underflows: ε=1e-16
   is 0 there). gradkit keeps that ``float32`` state across ``state_dict`` round trips, where
