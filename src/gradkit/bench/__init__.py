@@ -1,0 +1,91 @@
+"""Benchmarks: compare optimizers on reference tasks or on your own model, with verdicts.
+
+Command line: ``gradkit bench`` (see ``gradkit bench --help`` and ``docs/bench.md``).
+
+Python:
+
+* :func:`run_suite` runs a registered suite (``"default"``...) and returns a
+  :class:`BenchResults`; :func:`write_report` writes it as a report folder.
+* :func:`compare` runs the same comparison on your own model and data loader.
+* :func:`load_results` reads a ``results.json`` back.
+
+The numbers (a :class:`BenchResults`) are computed separately from their rendering
+(:func:`render_markdown`, the plots), so they can be inspected or re-rendered.
+
+Example:
+    >>> from gradkit.bench import run_suite
+    >>> res = run_suite("default", optimizers="sgd,adam", tasks="f1", smoke=True)
+    >>> [(r.task, r.method, r.steps) for r in res.records]
+    [('f1', 'sgd', 20), ('f1', 'adam', 20)]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from gradkit.bench.api import compare
+from gradkit.bench.errors import BenchConfigError
+from gradkit.bench.markdown import render_markdown
+from gradkit.bench.methods import Method, available_methods, resolve_method
+from gradkit.bench.results import SCHEMA_VERSION, BenchResults, Record, RunSettings, Verdict
+from gradkit.bench.suites import Suite, get_suite, register_suite, suite_names
+from gradkit.bench.writer import write_report
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "BenchConfigError",
+    "BenchResults",
+    "Method",
+    "Record",
+    "RunSettings",
+    "Suite",
+    "Verdict",
+    "available_methods",
+    "compare",
+    "get_suite",
+    "load_results",
+    "register_suite",
+    "render_markdown",
+    "resolve_method",
+    "run_suite",
+    "suite_names",
+    "write_report",
+]
+
+
+def run_suite(
+    suite: str = "default",
+    *,
+    optimizers: str | Sequence[str] | None = None,
+    tasks: str | Sequence[str] | None = None,
+    seeds: int | Sequence[int] | None = None,
+    steps: int | None = None,
+    smoke: bool = False,
+    progress: bool = False,
+    num_threads: int | None = 2,
+    out: str | os.PathLike[str] | None = None,
+) -> BenchResults:
+    """Run a registered suite (see :meth:`Suite.run` for the arguments); with ``out``, also
+    write the report folder there."""
+    results = get_suite(suite).run(
+        optimizers=optimizers,
+        tasks=tasks,
+        seeds=seeds,
+        steps=steps,
+        smoke=smoke,
+        progress=progress,
+        num_threads=num_threads,
+    )
+    if out is not None:
+        write_report(results, out)
+    return results
+
+
+def load_results(path: str | os.PathLike[str]) -> BenchResults:
+    """Read ``results.json`` (or the report folder that contains it)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "results.json"
+    return BenchResults.from_json(p.read_text(encoding="utf-8"))

@@ -1,0 +1,229 @@
+"""``compare``: run the benchmark's comparison on your own model and data loader."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from gradkit.bench.errors import BenchConfigError
+from gradkit.bench.methods import Method, resolve_methods
+from gradkit.bench.results import BenchResults, RunSettings
+from gradkit.bench.runner import normalize_seeds, normalize_steps, run_tasks
+from gradkit.bench.runtime import DEFAULT_THREADS
+from gradkit.bench.tasks.base import Outcome, Task
+from gradkit.bench.training import cycle_batches, train_steps
+from gradkit.bench.versions import versions
+
+__all__ = ["DEFAULT_LR", "compare"]
+
+#: Learning rate per :attr:`Method.family` when the caller gives none.
+DEFAULT_LR = {"adaptive": 1e-3, "momentum": 1e-2, "other": 1e-3}
+
+#: Minibatch losses averaged for ``final_loss`` when ``eval_fn`` gives no ``"loss"``.
+TAIL = 10
+
+
+class UserTask(Task):
+    """A task made of a user's model factory, data loader and loss (see :func:`compare`)."""
+
+    deterministic = False
+
+    def __init__(
+        self,
+        name: str,
+        model_fn: Callable[[], torch.nn.Module],
+        loader: Iterable[Any],
+        loss_fn: Callable[[Any, Any], torch.Tensor],
+        steps: int,
+        lr: float | Mapping[str, float] | None,
+        optimizer_kwargs: Mapping[str, Mapping[str, Any]],
+        eval_fn: Callable[[torch.nn.Module], float | Mapping[str, float]] | None,
+        device: torch.device | str | None,
+    ) -> None:
+        self.name = name
+        self.description = f"user task {name!r}"
+        self.loss_name = "loss"
+        self._model_fn, self._loader, self._loss_fn = model_fn, loader, loss_fn
+        self._steps, self._lr, self._kwargs = steps, lr, optimizer_kwargs
+        self._eval_fn, self._device = eval_fn, device
+
+    def default_steps(self, smoke: bool) -> int:
+        """The ``steps`` given to :func:`compare`."""
+        return self._steps
+
+    def hyperparams(self, method: Method) -> dict[str, Any]:
+        """``lr`` (given or the family default), momentum 0.9 where accepted, then the user's
+        per-method keyword arguments."""
+        if isinstance(self._lr, Mapping):
+            lr = self._lr.get(method.name, DEFAULT_LR.get(method.family, DEFAULT_LR["other"]))
+        elif self._lr is not None:
+            lr = self._lr
+        else:
+            lr = DEFAULT_LR.get(method.family, DEFAULT_LR["other"])
+        return {"lr": lr, "momentum": 0.9, **self._kwargs.get(method.name, {})}
+
+    def run(self, method: Method, seed: int, steps: int, smoke: bool) -> tuple[Outcome, dict]:
+        """Build the model (global RNG already seeded), train, then evaluate."""
+        model = self._model_fn()
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model_fn must return a torch.nn.Module, got {type(model).__name__}")
+        if self._device is not None:
+            model = model.to(self._device)
+        optimizer, used = method.build(model.parameters(), self.hyperparams(method))
+        curve, status = train_steps(
+            model, optimizer, cycle_batches(self._loader), self._loss_fn, steps, self._device
+        )
+        tail = [v for v in curve[-TAIL:] if math.isfinite(v)]
+        final: float | None = sum(tail) / len(tail) if tail and status == "ok" else None
+        accuracy = None
+        metrics: dict[str, float | None] = {}
+        if self._eval_fn is not None and status == "ok":
+            model.eval()
+            with torch.no_grad():
+                evaluated = self._eval_fn(model)
+            if isinstance(evaluated, Mapping):
+                for key, value in evaluated.items():
+                    if key == "loss":
+                        final = float(value)
+                    elif key == "accuracy":
+                        accuracy = float(value)
+                    else:
+                        metrics[str(key)] = float(value)
+            else:
+                metrics["eval"] = float(evaluated)
+        return Outcome(final, curve, accuracy=accuracy, metrics=metrics, status=status), used
+
+
+def _check_kwargs(methods: Sequence[Method], kwargs: Mapping[str, Mapping[str, Any]]) -> None:
+    """Reject per-method arguments for unselected methods or that the optimizer lacks."""
+    names = {m.name: m for m in methods}
+    for name, given in kwargs.items():
+        if name not in names:
+            raise BenchConfigError(
+                f"optimizer_kwargs names {name!r}, which is not among the selected optimizers "
+                f"({', '.join(names)})"
+            )
+        bad = [k for k in given if not names[name].accepts(k)]
+        if bad:
+            raise BenchConfigError(f"{name} does not accept argument(s) {', '.join(bad)}")
+
+
+def compare(
+    model_fn: Callable[[], torch.nn.Module],
+    train_loader: Iterable[Any],
+    loss_fn: Callable[[Any, Any], torch.Tensor],
+    optimizers: str | Sequence[str] = ("sgd", "adam"),
+    *,
+    steps: int = 100,
+    seeds: int | Sequence[int] = 1,
+    lr: float | Mapping[str, float] | None = None,
+    optimizer_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    eval_fn: Callable[[torch.nn.Module], float | Mapping[str, float]] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    task: str = "custom",
+    device: torch.device | str | None = None,
+    progress: bool = False,
+    num_threads: int | None = DEFAULT_THREADS,
+    plots: bool = True,
+) -> BenchResults:
+    """Train a fresh model with each optimizer and seed on your data; return the results.
+
+    For every (optimizer, seed): seed Python, NumPy and torch with the seed, call
+    ``model_fn()``, then take ``steps`` optimizer steps on batches of ``train_loader``
+    (re-iterated when exhausted; a ``DataLoader`` with ``shuffle=True`` draws its order from the
+    seeded torch RNG, so runs are reproducible). The same seed gives every optimizer the same
+    initial weights.
+
+    Args:
+        model_fn: builds the model (called once per run).
+        train_loader: iterable of ``(inputs, targets)`` batches.
+        loss_fn: ``loss_fn(model(inputs), targets)`` → scalar tensor.
+        optimizers: method names: ``sgd`` (momentum 0.9), ``adam``, ``adamw`` and every gradkit
+            registry name (see ``gradkit list``).
+        steps: optimizer steps per run.
+        seeds: number of seeds (``N`` → ``0..N-1``) or an explicit list.
+        lr: one learning rate for all, or a per-method mapping; the default is 1e-3 for
+            methods with ``betas`` and 1e-2 for momentum methods.
+        optimizer_kwargs: extra constructor arguments per method, e.g.
+            ``{"adamw": {"weight_decay": 0.05}}``.
+        eval_fn: ``eval_fn(model)`` after training (eval mode, no grad). A mapping may hold
+            ``"loss"`` (becomes ``final_loss``), ``"accuracy"`` (in [0, 1]) and other named
+            figures (go to ``metrics``); a plain number is stored as ``metrics["eval"]``. Without
+            a ``"loss"``, ``final_loss`` is the mean of the last 10 minibatch losses.
+        out: if given, also write the report folder there (``report.md``, ``results.json``,
+            plots), atomically.
+        task: the task name used in records and the report.
+        device: move the model and batches to this device.
+        progress: show a progress bar on stderr.
+        num_threads: ``torch.set_num_threads`` during the run (``None`` leaves it alone).
+        plots: draw loss curves when writing the report.
+
+    Raises:
+        BenchConfigError: unknown optimizer names, bad seeds or steps, bad ``optimizer_kwargs``.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.bench import compare
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(64, 3, generator=g)
+        >>> y = x @ torch.tensor([1.0, -2.0, 0.5])
+        >>> batches = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 64, 16)]
+        >>> def mse(out, target):
+        ...     return torch.nn.functional.mse_loss(out.squeeze(-1), target)
+        >>> res = compare(lambda: torch.nn.Linear(3, 1), batches, mse,
+        ...               optimizers=["sgd", "adam"], steps=60, seeds=2, lr=0.05)
+        >>> [(r.method, r.seed) for r in res.records]
+        [('sgd', 0), ('sgd', 1), ('adam', 0), ('adam', 1)]
+        >>> all(r.final_loss < r.curve[0] for r in res.records)
+        True
+    """
+    if not callable(model_fn):
+        raise TypeError(f"model_fn must be callable, got {type(model_fn).__name__}")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+    if isinstance(optimizers, str):
+        optimizers = [n for n in optimizers.split(",") if n.strip()]
+    methods = resolve_methods(optimizers)
+    kwargs = dict(optimizer_kwargs or {})
+    _check_kwargs(methods, kwargs)
+    checked_steps = normalize_steps(steps)
+    if checked_steps is None:
+        raise BenchConfigError("steps must be given")
+    seed_list = normalize_seeds(seeds, 1)
+    user_task = UserTask(
+        task, model_fn, train_loader, loss_fn, checked_steps, lr, kwargs, eval_fn, device
+    )
+    records, infos = run_tasks(
+        "custom",
+        [user_task],
+        methods,
+        seed_list,
+        progress=progress,
+        threads=num_threads,
+        catch_errors=False,
+    )
+    results = BenchResults(
+        settings=RunSettings(
+            suite="custom",
+            optimizers=tuple(m.name for m in methods),
+            tasks=(task,),
+            seeds=seed_list,
+            steps=checked_steps,
+            smoke=False,
+            num_threads=num_threads,
+        ),
+        versions=versions(),
+        tasks=infos,
+        records=records,
+        created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
+    if out is not None:
+        from gradkit.bench.writer import write_report
+
+        write_report(results, out, plots=plots)
+    return results

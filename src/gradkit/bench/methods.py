@@ -1,0 +1,195 @@
+"""Resolve method names to optimizers: torch baselines plus every gradkit registry entry.
+
+The baselines are ``sgd`` (``torch.optim.SGD`` with momentum 0.9), ``adam`` and ``adamw``.
+Every name in :func:`gradkit.registry.optimizer_names` is available too; nothing here lists the
+gradkit optimizers by hand.
+
+Tasks describe hyper-parameters as one dict (``lr``, ``betas``, ``momentum``,
+``weight_decay``...); :meth:`Method.build` passes only the keywords the optimizer's constructor
+accepts, so ``betas`` reaches Adam-like methods and ``momentum`` reaches SGD-like ones.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import torch
+
+from gradkit.bench.errors import BenchConfigError, unknown_name
+
+__all__ = [
+    "BASELINES",
+    "Method",
+    "available_methods",
+    "registry_methods",
+    "resolve_method",
+    "resolve_methods",
+]
+
+
+@dataclass(frozen=True)
+class Method:
+    """An optimizer the benchmark can run.
+
+    Attributes:
+        name: lower-case name used on the command line (``"adam"``, ``"diffgrad"``).
+        cls: the ``torch.optim.Optimizer`` subclass, called as ``cls(params, lr=..., **kw)``.
+        source: ``"torch"`` for the baselines, ``"gradkit"`` for registry entries.
+        summary: one-line description.
+        paper: citation.
+        fixed: keyword arguments that define the method and override task settings
+            (``sgd`` fixes ``momentum=0.9``).
+    """
+
+    name: str
+    cls: type[torch.optim.Optimizer]
+    source: str
+    summary: str = ""
+    paper: str = ""
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def accepted(self) -> frozenset[str] | None:
+        """Keyword names the constructor accepts (``None`` if it takes ``**kwargs``)."""
+        try:
+            sig = inspect.signature(self.cls.__init__)
+        except (TypeError, ValueError):
+            return None
+        names = set()
+        for p in sig.parameters.values():
+            if p.kind is inspect.Parameter.VAR_KEYWORD:
+                return None
+            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
+                names.add(p.name)
+        names.discard("self")
+        names.discard("params")
+        return frozenset(names)
+
+    def accepts(self, keyword: str) -> bool:
+        """Whether the constructor takes ``keyword`` (``lr`` is always assumed)."""
+        return keyword == "lr" or self.accepted is None or keyword in self.accepted
+
+    @property
+    def family(self) -> str:
+        """``"adaptive"`` (takes ``betas``), ``"momentum"`` (takes ``momentum``) or ``"other"``.
+
+        Tasks use the family to pick a learning rate for methods they have no entry for.
+        """
+        if self.accepted is None:
+            return "other"
+        if "betas" in self.accepted:
+            return "adaptive"
+        if "momentum" in self.accepted:
+            return "momentum"
+        return "other"
+
+    def hyperparams(self, requested: Mapping[str, Any]) -> dict[str, Any]:
+        """The keyword arguments actually passed: ``requested`` filtered to what the
+        constructor accepts (``lr`` always kept), then :attr:`fixed` on top."""
+        if "lr" not in requested:
+            raise ValueError(f"hyper-parameters for {self.name!r} must contain 'lr'")
+        if self.accepted is None:
+            chosen = {"lr": requested["lr"]}
+        else:
+            chosen = {k: v for k, v in requested.items() if self.accepts(k)}
+        chosen.update(self.fixed)
+        return chosen
+
+    def build(
+        self, params: Iterable[Any], requested: Mapping[str, Any]
+    ) -> tuple[torch.optim.Optimizer, dict[str, Any]]:
+        """Construct the optimizer; returns it and the keyword arguments used."""
+        kwargs = self.hyperparams(requested)
+        return self.cls(params, **kwargs), kwargs
+
+
+#: The torch baselines, always available.
+BASELINES: dict[str, Method] = {
+    "sgd": Method(
+        "sgd",
+        torch.optim.SGD,
+        "torch",
+        "torch.optim.SGD with heavy-ball momentum 0.9",
+        "Polyak 1964; Sutskever et al., ICML 2013",
+        {"momentum": 0.9},
+    ),
+    "adam": Method(
+        "adam",
+        torch.optim.Adam,
+        "torch",
+        "torch.optim.Adam",
+        "Kingma & Ba, Adam: A Method for Stochastic Optimization, ICLR 2015",
+    ),
+    "adamw": Method(
+        "adamw",
+        torch.optim.AdamW,
+        "torch",
+        "torch.optim.AdamW (decoupled weight decay)",
+        "Loshchilov & Hutter, Decoupled Weight Decay Regularization, ICLR 2019",
+    ),
+}
+
+
+def registry_methods() -> tuple[dict[str, Method], str | None]:
+    """The gradkit registry entries as :class:`Method` objects.
+
+    Returns the methods and, if the registry could not be loaded (for example while
+    ``gradkit.optim`` is incomplete), an error message instead of raising.
+    """
+    try:
+        from gradkit.registry import get_optimizer, optimizer_names
+
+        names = optimizer_names()
+        specs = [get_optimizer(n) for n in names]
+    except Exception as exc:  # a broken optional part must not break the baselines
+        return {}, f"gradkit optimizer registry unavailable: {type(exc).__name__}: {exc}"
+    out: dict[str, Method] = {}
+    for spec in specs:
+        key = spec.name.lower()
+        if key in BASELINES:
+            continue  # the baseline names keep their torch meaning
+        out[key] = Method(key, spec.cls, "gradkit", spec.summary, spec.paper)
+    return out, None
+
+
+def available_methods() -> dict[str, Method]:
+    """Every resolvable method: baselines first, then the registry in registration order."""
+    methods = dict(BASELINES)
+    methods.update(registry_methods()[0])
+    return methods
+
+
+def resolve_method(name: str, methods: Mapping[str, Method] | None = None) -> Method:
+    """Look ``name`` up (case-insensitive) in ``methods`` (default :func:`available_methods`).
+
+    Raises:
+        BenchConfigError: unknown name; the message lists the valid ones.
+        TypeError: ``name`` is not a string.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"method name must be a str, got {type(name).__name__}")
+    if methods is None:
+        methods = available_methods()
+    key = name.strip().lower()
+    if key not in methods:
+        raise unknown_name("optimizer", name, methods)
+    return methods[key]
+
+
+def resolve_methods(names: Iterable[str]) -> list[Method]:
+    """Resolve several names, rejecting duplicates and an empty list."""
+    names = list(names)
+    if not names:
+        raise BenchConfigError("no optimizers selected")
+    methods = available_methods()
+    seen: dict[str, Method] = {}
+    for name in names:
+        method = resolve_method(name, methods)
+        if method.name in seen:
+            raise BenchConfigError(f"optimizer {name!r} is selected twice")
+        seen[method.name] = method
+    return list(seen.values())

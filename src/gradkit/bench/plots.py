@@ -1,0 +1,121 @@
+"""Loss-curve plots (PNG, matplotlib's Agg canvas; pyplot and its global state are not used)."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from gradkit.bench.results import BenchResults
+from gradkit.bench.stats import format_number
+
+__all__ = ["plot_filename", "plot_task", "task_curves"]
+
+
+def plot_filename(task: str) -> str:
+    """``curves_<task>.png`` with anything but letters, digits, ``-`` and ``_`` replaced."""
+    return "curves_" + re.sub(r"[^A-Za-z0-9_-]", "_", task) + ".png"
+
+
+def task_curves(
+    results: BenchResults, task: str
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per method: step index, mean, min and max of the loss curves over seeds.
+
+    Curves are truncated to the shortest one of the method (runs that diverged stop early);
+    missing values are NaN.
+    """
+    out = {}
+    for method in results.methods():
+        records = [r for r in results.select(task, method) if r.curve]
+        if not records:
+            continue
+        length = min(len(r.curve) for r in records)
+        stride = records[0].curve_stride
+        data = np.array(
+            [[math.nan if v is None else v for v in r.curve[:length]] for r in records],
+            dtype=float,
+        )
+        with np.errstate(all="ignore"):
+            steps = np.arange(length) * stride
+            mean = np.nanmean(data, axis=0) if np.isfinite(data).any() else data[0]
+            lo, hi = np.nanmin(data, axis=0), np.nanmax(data, axis=0)
+        out[method] = (steps, mean, lo, hi)
+    return out
+
+
+_LINESTYLES = ("-", "--", ":", "-.")
+
+
+def _smooth(y: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average (shorter window at the start)."""
+    if window <= 1 or y.size == 0:
+        return y
+    c = np.cumsum(np.insert(np.nan_to_num(y), 0, 0.0))
+    idx = np.arange(1, y.size + 1)
+    start = np.maximum(idx - window, 0)
+    return (c[idx] - c[start]) / (idx - start)
+
+
+def plot_task(results: BenchResults, task: str, path: Path) -> Path:
+    """Write the loss curves of every method on ``task`` to ``path`` (PNG) and return it.
+
+    When the task's optimum is known the plot shows the gap ``loss − optimum`` (floored at
+    1e-16) on a log scale. Otherwise: log scale when all values are positive, symmetric-log
+    else. A band shows min–max over seeds; curves of stochastic tasks are smoothed with a
+    moving average.
+    """
+    from matplotlib.figure import Figure
+
+    info = results.tasks.get(task)
+    curves = task_curves(results, task)
+    fig = Figure(figsize=(7.5, 4.5), dpi=110)
+    ax = fig.add_subplot()
+    window = 1
+    if info is not None and not info.deterministic:
+        longest = max((c[0].size for c in curves.values()), default=0)
+        window = max(1, longest // 40)
+    optimum = info.optimum if info is not None else None
+    floor = 1e-16
+    all_values = []
+    starts = []
+    for i, (method, (steps, mean, lo, hi)) in enumerate(curves.items()):
+        if optimum is not None:
+            mean, lo, hi = (np.maximum(a - optimum, floor) for a in (mean, lo, hi))
+        y = _smooth(mean, window)
+        style = _LINESTYLES[i % len(_LINESTYLES)]  # identical curves stay visible
+        (line,) = ax.plot(steps, y, label=method, linewidth=1.5, linestyle=style)
+        if len(results.select(task, method)) > 1:
+            ax.fill_between(
+                steps,
+                _smooth(lo, window),
+                _smooth(hi, window),
+                alpha=0.15,
+                color=line.get_color(),
+                linewidth=0,
+            )
+        all_values.append(y[np.isfinite(y)])
+        if y.size and np.isfinite(y[0]):
+            starts.append(abs(float(y[0])))
+    values = np.concatenate(all_values) if all_values else np.array([])
+    if values.size and (values > 0).all():
+        ax.set_yscale("log")
+        if starts and values.max() > 1e3 * max(starts):  # a diverging run: keep the others readable
+            ax.set_ylim(top=1e3 * max(starts))
+    elif values.size:
+        ax.set_yscale("symlog", linthresh=1.0)
+    loss_name = info.loss_name if info else "loss"
+    if optimum is not None:
+        loss_name += f" − min ({format_number(optimum)})"
+    ylabel = loss_name + (f" (moving average, {window} points)" if window > 1 else "")
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{results.settings.suite} / {task}")
+    ax.grid(True, which="major", alpha=0.3)
+    if curves:
+        ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    return path

@@ -1,0 +1,371 @@
+"""The results object of a benchmark run and its JSON form (``results.json``).
+
+Everything a report shows is computed from a :class:`BenchResults`; rendering (Markdown,
+plots) never runs an optimizer. :meth:`BenchResults.to_dict` gives the JSON document below,
+:meth:`BenchResults.from_dict` reads it back.
+
+``results.json`` schema, version 1
+----------------------------------
+
+Top-level object:
+
+``schema_version`` (int)
+    ``1``. Bumped on any incompatible change; readers should reject versions they do not know.
+``created_utc`` (str)
+    ISO-8601 time the run finished (UTC). The only field that differs between two seeded runs,
+    together with ``wall_time_s``.
+``settings`` (object)
+    ``suite`` (str), ``optimizers`` (list of str, method names in run order), ``tasks`` (list
+    of str), ``seeds`` (list of int), ``steps`` (int or null: the ``--steps`` override; null
+    means each task's own default), ``smoke`` (bool), ``num_threads`` (int or null: the value
+    passed to ``torch.set_num_threads``; null means left unchanged).
+``versions`` (object)
+    ``gradkit``, ``torch``, ``numpy``, ``python``, ``platform`` (all str).
+``tasks`` (object)
+    Task name -> ``{"description": str, "loss_name": str, "steps": int, "deterministic": bool,
+    "metrics": [str], "higher_is_better": {metric: bool}, "optimum": float or null}``.
+    ``steps`` is the number of optimizer steps each run of the task made; ``deterministic``
+    tasks do not depend on the seed and are run once (with the first seed); ``metrics`` names
+    the keys of each record's ``metrics`` dict that the report tabulates; ``optimum`` is the
+    known minimum of the loss, if any (plots then show the loss minus the optimum).
+``records`` (list of object)
+    One per (suite, task, method, seed):
+
+    ``suite``, ``task``, ``method`` (str), ``seed`` (int),
+    ``status`` (str): ``"ok"``, ``"diverged"`` (the loss became non-finite) or ``"error"`` (the
+    optimizer raised; ``error`` holds the message),
+    ``error`` (str or null),
+    ``final_loss`` (float or null): the task's final loss (null when not finite),
+    ``accuracy`` (float or null): final test accuracy in [0, 1] for classification tasks,
+    ``wall_time_s`` (float): seconds spent in this run (not deterministic),
+    ``steps`` (int): optimizer steps taken,
+    ``curve`` (list of float or null): the loss at every ``curve_stride``-th step, so
+    ``curve[i]`` belongs to step ``i * curve_stride``. For full-batch tasks entry ``k`` of the
+    unsubsampled curve is the loss after ``k`` updates (the curve has ``steps + 1`` entries);
+    for minibatch tasks it is the minibatch loss computed at step ``k``, before its update
+    (``steps`` entries). Non-finite values are written as null; a diverged run's curve stops
+    early,
+    ``curve_stride`` (int),
+    ``metrics`` (object): named task-specific figures, str -> float or null (for example
+    ``final_x`` on the 1-D functions, ``dist_to_opt`` on Rosenbrock, ``w_norm_ratio`` on the
+    BatchNorm CNN),
+    ``hyperparams`` (object): the keyword arguments the optimizer was built with.
+``verdicts`` (list of object)
+    ``claim`` (str), ``paper`` (str), ``tasks`` (list of str), ``verdict`` (one of
+    ``"holds"``, ``"does not hold"``, ``"inconclusive"``), ``evidence`` (str: the numbers that
+    decided it, in words), ``numbers`` (object str -> float or null).
+
+All floats are finite JSON numbers; NaN and infinities are written as ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "VERDICTS",
+    "BenchResults",
+    "Record",
+    "RunSettings",
+    "TaskInfo",
+    "Verdict",
+]
+
+#: Version of the ``results.json`` layout written by :meth:`BenchResults.to_dict`.
+SCHEMA_VERSION = 1
+
+#: The three possible outcomes of a verdict.
+VERDICTS = ("holds", "does not hold", "inconclusive")
+
+STATUSES = ("ok", "diverged", "error")
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """``float(value)`` if it is finite, else ``None`` (how non-finite numbers are stored)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What was asked for: the ``settings`` object of ``results.json``."""
+
+    suite: str
+    optimizers: tuple[str, ...]
+    tasks: tuple[str, ...]
+    seeds: tuple[int, ...]
+    steps: int | None = None
+    smoke: bool = False
+    num_threads: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object (lists instead of tuples)."""
+        return {
+            "suite": self.suite,
+            "optimizers": list(self.optimizers),
+            "tasks": list(self.tasks),
+            "seeds": list(self.seeds),
+            "steps": self.steps,
+            "smoke": self.smoke,
+            "num_threads": self.num_threads,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSettings:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            suite=str(data["suite"]),
+            optimizers=tuple(data["optimizers"]),
+            tasks=tuple(data["tasks"]),
+            seeds=tuple(int(s) for s in data["seeds"]),
+            steps=data.get("steps"),
+            smoke=bool(data.get("smoke", False)),
+            num_threads=data.get("num_threads"),
+        )
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """Static description of a task, stored once per task in ``results.json``."""
+
+    description: str
+    loss_name: str = "loss"
+    steps: int = 0
+    deterministic: bool = False
+    metrics: tuple[str, ...] = ()
+    higher_is_better: Mapping[str, bool] = field(default_factory=dict)
+    optimum: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object."""
+        return {
+            "description": self.description,
+            "loss_name": self.loss_name,
+            "steps": self.steps,
+            "deterministic": self.deterministic,
+            "metrics": list(self.metrics),
+            "higher_is_better": dict(self.higher_is_better),
+            "optimum": finite_or_none(self.optimum),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskInfo:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            description=str(data["description"]),
+            loss_name=str(data.get("loss_name", "loss")),
+            steps=int(data.get("steps", 0)),
+            deterministic=bool(data.get("deterministic", False)),
+            metrics=tuple(data.get("metrics", ())),
+            higher_is_better=dict(data.get("higher_is_better", {})),
+            optimum=data.get("optimum"),
+        )
+
+
+@dataclass(frozen=True)
+class Record:
+    """One run of one method on one task with one seed."""
+
+    suite: str
+    task: str
+    method: str
+    seed: int
+    final_loss: float | None
+    curve: tuple[float | None, ...]
+    wall_time_s: float
+    steps: int
+    accuracy: float | None = None
+    curve_stride: int = 1
+    metrics: Mapping[str, float | None] = field(default_factory=dict)
+    hyperparams: Mapping[str, Any] = field(default_factory=dict)
+    status: str = "ok"
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"record status must be one of {STATUSES}, got {self.status!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object; non-finite floats become ``None``."""
+        return {
+            "suite": self.suite,
+            "task": self.task,
+            "method": self.method,
+            "seed": self.seed,
+            "status": self.status,
+            "error": self.error,
+            "final_loss": finite_or_none(self.final_loss),
+            "accuracy": finite_or_none(self.accuracy),
+            "wall_time_s": float(self.wall_time_s),
+            "steps": self.steps,
+            "curve": [finite_or_none(v) for v in self.curve],
+            "curve_stride": self.curve_stride,
+            "metrics": {k: finite_or_none(v) for k, v in self.metrics.items()},
+            "hyperparams": _jsonable(self.hyperparams),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Record:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            suite=str(data["suite"]),
+            task=str(data["task"]),
+            method=str(data["method"]),
+            seed=int(data["seed"]),
+            final_loss=data.get("final_loss"),
+            curve=tuple(data.get("curve", ())),
+            wall_time_s=float(data.get("wall_time_s", 0.0)),
+            steps=int(data.get("steps", 0)),
+            accuracy=data.get("accuracy"),
+            curve_stride=int(data.get("curve_stride", 1)),
+            metrics=dict(data.get("metrics", {})),
+            hyperparams=dict(data.get("hyperparams", {})),
+            status=str(data.get("status", "ok")),
+            error=data.get("error"),
+        )
+
+    def numbers(self) -> dict[str, Any]:
+        """Everything except the wall time: what must be identical between two seeded runs."""
+        out = self.to_dict()
+        del out["wall_time_s"]
+        return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of checking one paper's qualitative claim against measured numbers."""
+
+    claim: str
+    paper: str
+    verdict: str
+    evidence: str
+    tasks: tuple[str, ...] = ()
+    numbers: Mapping[str, float | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object."""
+        return {
+            "claim": self.claim,
+            "paper": self.paper,
+            "tasks": list(self.tasks),
+            "verdict": self.verdict,
+            "evidence": self.evidence,
+            "numbers": {k: finite_or_none(v) for k, v in self.numbers.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            claim=str(data["claim"]),
+            paper=str(data["paper"]),
+            verdict=str(data["verdict"]),
+            evidence=str(data["evidence"]),
+            tasks=tuple(data.get("tasks", ())),
+            numbers=dict(data.get("numbers", {})),
+        )
+
+
+@dataclass
+class BenchResults:
+    """All numbers of one benchmark run: settings, versions, per-run records and verdicts."""
+
+    settings: RunSettings
+    versions: Mapping[str, str]
+    tasks: Mapping[str, TaskInfo]
+    records: list[Record]
+    verdicts: list[Verdict] = field(default_factory=list)
+    created_utc: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    # -- queries ---------------------------------------------------------------------------
+    def methods(self) -> list[str]:
+        """Method names in run order (those that have at least one record first)."""
+        seen = dict.fromkeys(self.settings.optimizers)
+        seen.update(dict.fromkeys(r.method for r in self.records))
+        return list(seen)
+
+    def task_names(self) -> list[str]:
+        """Task names in run order."""
+        seen = dict.fromkeys(self.settings.tasks)
+        seen.update(dict.fromkeys(r.task for r in self.records))
+        return list(seen)
+
+    def select(self, task: str | None = None, method: str | None = None) -> list[Record]:
+        """Records matching ``task`` and ``method`` (``None`` matches everything)."""
+        return [
+            r
+            for r in self.records
+            if (task is None or r.task == task) and (method is None or r.method == method)
+        ]
+
+    # -- JSON ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The ``results.json`` document (see the module docstring for the schema)."""
+        return {
+            "schema_version": self.schema_version,
+            "created_utc": self.created_utc,
+            "settings": self.settings.to_dict(),
+            "versions": dict(self.versions),
+            "tasks": {name: info.to_dict() for name, info in self.tasks.items()},
+            "records": [r.to_dict() for r in self.records],
+            "verdicts": [v.to_dict() for v in self.verdicts],
+        }
+
+    def to_json(self, indent: int | None = 1) -> str:
+        """``to_dict`` as strict JSON text (no NaN)."""
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BenchResults:
+        """Read a ``results.json`` document. Raises ``ValueError`` on an unknown version."""
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(
+                f"unsupported results schema_version {version!r}; this gradkit reads "
+                f"{SCHEMA_VERSION}"
+            )
+        return cls(
+            settings=RunSettings.from_dict(data["settings"]),
+            versions=dict(data["versions"]),
+            tasks={k: TaskInfo.from_dict(v) for k, v in data.get("tasks", {}).items()},
+            records=[Record.from_dict(r) for r in data["records"]],
+            verdicts=[Verdict.from_dict(v) for v in data.get("verdicts", [])],
+            created_utc=str(data.get("created_utc", "")),
+            schema_version=int(version),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> BenchResults:
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))
+
+    def numbers(self) -> list[dict[str, Any]]:
+        """The deterministic part of the records (no wall times), for reproducibility checks."""
+        return [r.numbers() for r in self.records]
+
+
+def _jsonable(value: Any) -> Any:
+    """Convert tuples, numbers and nested mappings to plain JSON types (``repr`` as fallback)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return finite_or_none(value)
+    return repr(value)

@@ -1,0 +1,86 @@
+"""Run-time helpers of the benchmark runner: seeding, thread count and the progress bar."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sys
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+__all__ = ["Progress", "num_threads", "progress_bar", "seed_everything"]
+
+#: Threads used by the benchmark unless the caller asks otherwise.
+DEFAULT_THREADS = 2
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python's ``random``, NumPy and torch's global generator with ``seed``.
+
+    Returns a fresh ``torch.Generator`` seeded with ``seed`` for explicit use (data shuffling).
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return gen
+
+
+@contextlib.contextmanager
+def num_threads(count: int | None) -> Iterator[None]:
+    """Temporarily ``torch.set_num_threads(count)``; ``None`` leaves the setting alone."""
+    if count is None:
+        yield
+        return
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ValueError(f"num_threads must be a positive int or None, got {count!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class Progress(Protocol):
+    """What the runner needs from a progress bar."""
+
+    def update(self, n: int = 1) -> Any: ...
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> Any: ...
+
+    def close(self) -> Any: ...
+
+
+class _Silent:
+    """A progress bar that shows nothing."""
+
+    def update(self, n: int = 1) -> None:
+        return None
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def progress_bar(total: int, enabled: bool, desc: str = "bench") -> Progress:
+    """A tqdm bar on stderr when ``enabled`` and stderr is a terminal, else a silent one.
+
+    Without tqdm installed the bar is silent as well.
+    """
+    if not enabled or not sys.stderr.isatty():
+        return _Silent()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _Silent()
+    bar: Progress = tqdm(total=total, desc=desc, file=sys.stderr, unit="run", leave=False)
+    return bar

@@ -1,0 +1,243 @@
+"""Pure decision rules that turn measured numbers into a verdict on a paper's claim.
+
+A verdict is ``"holds"``, ``"does not hold"`` or ``"inconclusive"``. The rules only look at the
+numbers they are given, so a test can feed the opposite outcome and watch the verdict flip.
+
+Noise model: two groups of per-seed values ``a`` and ``b`` differ *significantly* when their
+mean difference exceeds the margin ``max(z · sqrt(sa²/na + sb²/nb), atol)`` (``z = 2``, about a
+95 % two-sided interval for the difference of means). Deterministic tasks (no seed dependence)
+use ``atol`` alone. A stochastic comparison with fewer than two finite values on either side is
+"unknown": there is no noise estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gradkit.bench.results import Verdict
+from gradkit.bench.stats import Summary, format_number, summarize
+
+__all__ = [
+    "Comparison",
+    "combine",
+    "compare_groups",
+    "not_run",
+    "verdict_less",
+    "verdict_not_worse",
+]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How group ``a`` compares with group ``b`` on a lower-is-better quantity.
+
+    Attributes:
+        outcome: ``"lower"`` (a significantly lower), ``"higher"`` (a significantly higher),
+            ``"tie"`` (within the margin) or ``"unknown"`` (not enough finite data).
+        a, b: the summaries of both groups.
+        diff: ``mean(a) - mean(b)``, ``None`` when unknown.
+        margin: the threshold ``|diff|`` had to exceed.
+        reason: why the outcome is unknown (empty otherwise).
+    """
+
+    outcome: str
+    a: Summary
+    b: Summary
+    diff: float | None
+    margin: float | None
+    reason: str = ""
+
+
+def compare_groups(
+    a: Sequence[float | None],
+    b: Sequence[float | None],
+    *,
+    atol: float,
+    deterministic: bool = False,
+    z: float = 2.0,
+) -> Comparison:
+    """Compare per-seed values ``a`` and ``b`` (lower is better) under the noise model above.
+
+    A group whose runs all failed (non-finite) counts as higher (worse) than a group whose
+    runs all succeeded; any other mix of failures is ``"unknown"``.
+    """
+    if atol < 0 or z < 0:
+        raise ValueError(f"atol and z must be non-negative, got atol={atol}, z={z}")
+    sa, sb = summarize(a), summarize(b)
+    if sa.n == 0 and sa.n_failed and sb.n and not sb.n_failed:
+        return Comparison("higher", sa, sb, None, None, "all runs of the first group failed")
+    if sb.n == 0 and sb.n_failed and sa.n and not sa.n_failed:
+        return Comparison("lower", sa, sb, None, None, "all runs of the second group failed")
+    if sa.mean is None or sb.mean is None or sa.n_failed or sb.n_failed:
+        return Comparison("unknown", sa, sb, None, None, "missing or non-finite results")
+    diff = sa.mean - sb.mean
+    if deterministic:
+        margin = atol
+    else:
+        if sa.n < 2 or sb.n < 2:
+            return Comparison(
+                "unknown", sa, sb, diff, None, "fewer than 2 seeds, no noise estimate"
+            )
+        se = math.sqrt((sa.std or 0.0) ** 2 / sa.n + (sb.std or 0.0) ** 2 / sb.n)
+        margin = max(z * se, atol)
+    if diff < -margin:
+        outcome = "lower"
+    elif diff > margin:
+        outcome = "higher"
+    else:
+        outcome = "tie"
+    return Comparison(outcome, sa, sb, diff, margin)
+
+
+def _describe(name_a: str, name_b: str, quantity: str, c: Comparison) -> str:
+    """One sentence with both means, the difference and the margin."""
+    ma, mb = format_number(c.a.mean), format_number(c.b.mean)
+    text = f"{quantity}: {name_a} {ma} vs {name_b} {mb}"
+    if c.diff is not None:
+        text += f" (diff {format_number(c.diff, 3)}"
+        text += f", margin {format_number(c.margin, 2)})" if c.margin is not None else ")"
+    if c.a.n_failed or c.b.n_failed:
+        text += f" [failed runs: {name_a} {c.a.n_failed}, {name_b} {c.b.n_failed}]"
+    if c.reason:
+        text += f" — {c.reason}"
+    return text
+
+
+def _numbers(prefix: str, name_a: str, name_b: str, c: Comparison) -> dict[str, float | None]:
+    p = f"{prefix}." if prefix else ""
+    return {
+        f"{p}{name_a}": c.a.mean,
+        f"{p}{name_b}": c.b.mean,
+        f"{p}diff": c.diff,
+        f"{p}margin": c.margin,
+    }
+
+
+def verdict_less(
+    claim: str,
+    paper: str,
+    name_a: str,
+    a: Sequence[float | None],
+    name_b: str,
+    b: Sequence[float | None],
+    *,
+    quantity: str,
+    atol: float,
+    deterministic: bool = False,
+    tasks: Sequence[str] = (),
+    key: str = "",
+) -> Verdict:
+    """Verdict on "``a`` is lower than ``b``" (strictly, beyond noise).
+
+    ``holds`` if ``a`` is significantly lower, ``does not hold`` if significantly higher,
+    ``inconclusive`` on a tie or without enough data.
+
+    Example:
+        >>> verdict_less("x lower", "p", "x", [1.0], "y", [2.0], quantity="F", atol=1e-3,
+        ...              deterministic=True).verdict
+        'holds'
+    """
+    c = compare_groups(a, b, atol=atol, deterministic=deterministic)
+    outcome = {"lower": "holds", "higher": "does not hold"}.get(c.outcome, "inconclusive")
+    return Verdict(
+        claim=claim,
+        paper=paper,
+        verdict=outcome,
+        evidence=_describe(name_a, name_b, quantity, c),
+        tasks=tuple(tasks),
+        numbers=_numbers(key, name_a, name_b, c),
+    )
+
+
+def verdict_not_worse(
+    claim: str,
+    paper: str,
+    name_a: str,
+    a: Sequence[float | None],
+    name_b: str,
+    b: Sequence[float | None],
+    *,
+    quantity: str,
+    atol: float,
+    higher_is_better: bool = True,
+    deterministic: bool = False,
+    tasks: Sequence[str] = (),
+    key: str = "",
+) -> Verdict:
+    """Verdict on "``a`` is at least as good as ``b``, within noise".
+
+    ``holds`` unless ``a`` is significantly worse (then ``does not hold``); ``inconclusive``
+    without enough data to estimate the noise.
+
+    Example:
+        >>> verdict_not_worse("acc", "p", "x", [0.9, 0.91], "y", [0.95, 0.96],
+        ...                   quantity="accuracy", atol=0.005).verdict
+        'does not hold'
+    """
+    sign = -1.0 if higher_is_better else 1.0
+    flip = [None if v is None else sign * v for v in a]
+    flop = [None if v is None else sign * v for v in b]
+    c = compare_groups(flip, flop, atol=atol, deterministic=deterministic)
+    if c.outcome in ("lower", "tie"):
+        outcome = "holds"
+    elif c.outcome == "higher":
+        outcome = "does not hold"
+    else:
+        outcome = "inconclusive"
+    # Report in the original orientation.
+    shown = Comparison(
+        c.outcome,
+        summarize(a),
+        summarize(b),
+        None if c.diff is None else sign * c.diff,
+        c.margin,
+        c.reason,
+    )
+    return Verdict(
+        claim=claim,
+        paper=paper,
+        verdict=outcome,
+        evidence=_describe(name_a, name_b, quantity, shown),
+        tasks=tuple(tasks),
+        numbers=_numbers(key, name_a, name_b, shown),
+    )
+
+
+def combine(claim: str, paper: str, parts: Sequence[Verdict]) -> Verdict:
+    """One verdict that needs every part: ``holds`` if all hold, ``does not hold`` if any
+    does not hold, else ``inconclusive``. Evidence and numbers are concatenated."""
+    if not parts:
+        raise ValueError("combine needs at least one verdict")
+    outcomes = [p.verdict for p in parts]
+    if all(o == "holds" for o in outcomes):
+        verdict = "holds"
+    elif any(o == "does not hold" for o in outcomes):
+        verdict = "does not hold"
+    else:
+        verdict = "inconclusive"
+    tasks: dict[str, None] = {}
+    numbers: dict[str, float | None] = {}
+    for p in parts:
+        tasks.update(dict.fromkeys(p.tasks))
+        numbers.update(p.numbers)
+    return Verdict(
+        claim=claim,
+        paper=paper,
+        verdict=verdict,
+        evidence="; ".join(p.evidence for p in parts),
+        tasks=tuple(tasks),
+        numbers=numbers,
+    )
+
+
+def not_run(claim: str, paper: str, missing: Sequence[str], tasks: Sequence[str] = ()) -> Verdict:
+    """An ``inconclusive`` verdict for a claim whose methods or tasks were not part of the run."""
+    return Verdict(
+        claim=claim,
+        paper=paper,
+        verdict="inconclusive",
+        evidence="not measured: this run did not include " + ", ".join(missing),
+        tasks=tuple(tasks),
+    )

@@ -1,0 +1,87 @@
+"""Write a report folder atomically: ``report.md``, ``results.json`` and one PNG per task.
+
+Everything is written into a fresh hidden folder next to the target, which is then renamed
+into place (a previous report there is moved aside first and deleted afterwards). An exception
+while writing removes the temporary folder, so a crash never leaves a half-written report.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from gradkit.bench.errors import BenchConfigError
+from gradkit.bench.markdown import render_markdown
+from gradkit.bench.results import BenchResults
+
+__all__ = ["REPORT_FILES", "write_report"]
+
+#: The files every report folder contains (plus ``curves_<task>.png`` when plots are on).
+REPORT_FILES = ("report.md", "results.json")
+
+
+def _check_target(out: Path) -> None:
+    """Refuse to replace a file, or a non-empty folder that is not a previous report."""
+    if out.exists() and not out.is_dir():
+        raise BenchConfigError(f"report path {str(out)!r} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "results.json").is_file():
+        raise BenchConfigError(
+            f"refusing to replace {str(out)!r}: it is not empty and holds no results.json "
+            "(not a gradkit report); choose another --out"
+        )
+
+
+def _fill(folder: Path, results: BenchResults, plots: bool) -> None:
+    """Write the report files into ``folder``."""
+    (folder / "results.json").write_text(results.to_json() + "\n", encoding="utf-8")
+    plot_paths: dict[str, str] = {}
+    if plots:
+        from gradkit.bench.plots import plot_filename, plot_task
+
+        for task in results.task_names():
+            if results.select(task=task):
+                name = plot_filename(task)
+                plot_task(results, task, folder / name)
+                plot_paths[task] = name
+    (folder / "report.md").write_text(render_markdown(results, plot_paths), encoding="utf-8")
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``, replacing an existing ``out`` folder."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    old.rmdir()  # only the unique name is needed
+    os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        os.replace(old, out)  # put the previous report back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_report(results: BenchResults, out: str | os.PathLike[str], *, plots: bool = True) -> Path:
+    """Write ``results`` as a report folder at ``out`` (atomically) and return its path.
+
+    Args:
+        plots: also draw ``curves_<task>.png`` (needs matplotlib).
+
+    Raises:
+        BenchConfigError: ``out`` is a file, or a non-empty folder that is not a report.
+    """
+    out = Path(out).expanduser().absolute()
+    _check_target(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        os.chmod(tmp, 0o755)
+        _fill(tmp, results, plots)
+        _swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

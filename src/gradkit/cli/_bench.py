@@ -1,0 +1,120 @@
+"""``gradkit bench``: run a benchmark suite and write a report folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from gradkit.bench.errors import BenchConfigError
+
+__all__ = ["add_parser", "parse_seeds", "run_bench"]
+
+DEFAULT_OUT = "gradkit-report"
+
+
+def parse_seeds(text: str) -> int | list[int]:
+    """``"3"`` → 3 (seeds 0, 1, 2); ``"0,5,7"`` → [0, 5, 7]; ``"7,"`` → [7].
+
+    Raises:
+        BenchConfigError: anything else, naming the bad value.
+    """
+    text = text.strip()
+    try:
+        if "," not in text:
+            return int(text)
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise BenchConfigError(
+            f"--seeds expects a count (3) or a comma-separated list (0,1,2), got {text!r}"
+        ) from None
+
+
+def _print_summary(results: object, out: str, seconds: float) -> None:
+    from gradkit.bench.results import BenchResults
+
+    if not isinstance(results, BenchResults):
+        raise TypeError(f"expected BenchResults, got {type(results).__name__}")
+    for r in results.records:
+        if r.status != "ok":
+            print(
+                f"warning: {r.task}/{r.method}/seed {r.seed}: {r.status}"
+                + (f" ({r.error})" if r.error else ""),
+                file=sys.stderr,
+            )
+    for v in results.verdicts:
+        print(f"[{v.verdict}] {v.claim}: {v.evidence}")
+    print(f"{len(results.records)} runs in {seconds:.1f} s; report written to {out}")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Handler of ``gradkit bench``: run the suite, write the report, print the verdicts."""
+    from gradkit.bench.methods import registry_methods
+    from gradkit.bench.suites import get_suite
+    from gradkit.bench.writer import write_report
+
+    start = time.perf_counter()
+    try:
+        suite = get_suite(args.suite)
+        seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+        if args.optimizers is None:
+            error = registry_methods()[1]
+            if error:
+                print(f"warning: {error}; running the torch baselines only", file=sys.stderr)
+        results = suite.run(
+            optimizers=args.optimizers,
+            tasks=args.tasks,
+            seeds=seeds,
+            steps=args.steps,
+            smoke=args.smoke,
+            progress=not args.no_progress,
+            num_threads=args.threads or None,
+        )
+        out = write_report(results, args.out, plots=not args.no_plots)
+    except BenchConfigError as exc:
+        print(f"gradkit bench: error: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        print(f"gradkit bench: error: {exc}", file=sys.stderr)
+        return 1
+    _print_summary(results, str(out), time.perf_counter() - start)
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``bench`` subcommand."""
+    from gradkit.bench.suites import suite_names
+
+    p = sub.add_parser(
+        "bench",
+        help="compare optimizers on a benchmark suite and write a report",
+        description="Run a benchmark suite and write report.md, results.json and loss-curve "
+        "plots into a report folder (written atomically).",
+        epilog=f"suites: {', '.join(suite_names())}. See docs/bench.md for tasks and verdicts.",
+    )
+    p.add_argument("--suite", default="default", help="suite to run (default: %(default)s)")
+    p.add_argument(
+        "--optimizers",
+        metavar="A,B,C",
+        help="comma-separated method names (default: the suite's list; see gradkit list)",
+    )
+    p.add_argument("--tasks", metavar="X,Y", help="comma-separated task names (default: all)")
+    p.add_argument(
+        "--seeds",
+        metavar="N|A,B",
+        help="number of seeds (3 means 0,1,2) or a comma-separated list (default: the suite's, "
+        "1 with --smoke)",
+    )
+    p.add_argument("--steps", type=int, metavar="N", help="optimizer steps per run, all tasks")
+    p.add_argument("--out", default=DEFAULT_OUT, help="report folder (default: %(default)s)")
+    p.add_argument("--smoke", action="store_true", help="a few steps on tiny data (seconds)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-plots", action="store_true", help="do not draw loss curves")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        metavar="N",
+        help="torch.set_num_threads during the run; 0 leaves torch's setting (default: %(default)s)",
+    )
+    p.set_defaults(handler=run_bench)
