@@ -30,7 +30,6 @@ method's functional update.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -162,15 +161,7 @@ class GradkitOptimizer(torch.optim.Optimizer):
         grads = [grad for grad in grads if grad.numel()]
         if group["nonfinite"] == "ignore" or not grads:
             return True
-        grouped = torch.utils._foreach_utils._group_tensors_by_device_and_dtype([grads])  # type: ignore[attr-defined]
-        norms: list[torch.Tensor] = []
-        for (device, _), ((device_grads, *_), _) in grouped.items():
-            norms.extend(
-                norm.to(device="cpu", dtype=torch.float64)
-                for norm in torch._foreach_norm(device_grads, math.inf)  # type: ignore[arg-type]
-            )
-            del device
-        if bool(torch.stack(norms).isfinite().all()):
+        if all(self._all_finite(tensors) for tensors in self._by_device_and_dtype(grads)):
             return True
         if group["nonfinite"] == "skip":
             return False
@@ -185,6 +176,25 @@ class GradkitOptimizer(torch.optim.Optimizer):
                     "nonfinite='ignore' to disable the check."
                 )
         raise AssertionError("unreachable: a non-finite norm without a non-finite gradient")
+
+    @staticmethod
+    def _by_device_and_dtype(tensors: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+        grouped = torch.utils._foreach_utils._group_tensors_by_device_and_dtype([tensors])  # type: ignore[attr-defined]
+        return [lists[0] for lists, _ in grouped.values()]
+
+    @staticmethod
+    def _all_finite(tensors: list[torch.Tensor]) -> bool:
+        """Whether every element is finite, with one cheap pass in the common case.
+
+        The L2 norm of a tensor is finite when all its elements are (NaN and ±inf propagate), and
+        ``torch._foreach_norm(·, 2)`` is a fast vectorised kernel (the ∞-norm is ~100× slower on
+        CPU). A non-finite norm can also come from overflow of finite values, so only then the
+        exact element-wise test decides.
+        """
+        norms = torch._foreach_norm(tensors, 2.0)  # type: ignore[arg-type]
+        if bool(torch.stack(norms).isfinite().all()):
+            return True
+        return all(bool(torch.isfinite(tensor).all()) for tensor in tensors)
 
     @staticmethod
     def _impl(group: Mapping[str, Any]) -> str:
