@@ -433,9 +433,19 @@ def test_exactly_scale_invariant_loss_fires(seed: int) -> None:
 
 
 # ---------------------------------------------------------------------------- the transform
-def test_transform_matches_reference_projection_bitwise() -> None:
+STRATEGIES = {
+    "public": radial_projection,
+    "branching": projection_module._branching,
+    "branch_free": projection_module._branch_free,
+}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_transform_matches_reference_projection_bitwise(strategy: str) -> None:
     """radial_projection returns exactly what adamp's ``_projection`` returns (float32 and
-    float64, both views, fired and not), without modifying its inputs."""
+    float64, both views, fired and not), without modifying its inputs, in both evaluation
+    strategies (eager CPU branching, and the branch-free one that compiled code uses)."""
+    project = STRATEGIES[strategy]
     ref = reference.AdamP([nn.Parameter(torch.zeros(1))])
     gen = torch.Generator().manual_seed(0)
     for dtype, shape in itertools.product((torch.float32, F64), ((4, 3, 2, 2), (6, 5), (1, 7))):
@@ -454,7 +464,7 @@ def test_transform_matches_reference_projection_bitwise() -> None:
             u = torch.randn(shape, generator=gen, dtype=dtype)
             u_copy, g_copy, w_copy = u.clone(), g.clone(), w.clone()
             expected_u, expected_ratio = ref._projection(w, g, u.clone(), 0.1, 0.3, 1e-8)
-            got_u, got_ratio = radial_projection(w, g, u, delta=0.1, wd_ratio=0.3, eps=1e-8)
+            got_u, got_ratio = project(w, g, u, delta=0.1, wd_ratio=0.3, eps=1e-8)
             assert torch.equal(got_u, expected_u), (dtype, shape, name)
             assert float(got_ratio) == expected_ratio, (dtype, shape, name)
             assert torch.equal(u, u_copy) and torch.equal(g, g_copy) and torch.equal(w, w_copy)
@@ -491,18 +501,20 @@ def test_transform_handles_non_contiguous_weights() -> None:
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-15)
 
 
-def test_transform_accepts_tensor_hyperparameters() -> None:
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_transform_accepts_tensor_hyperparameters(strategy: str) -> None:
     """0-d tensor δ, wd_ratio, ε (the compiled path's inputs) give the float results."""
+    project = STRATEGIES[strategy]
     gen = torch.Generator().manual_seed(2)
     w = torch.randn(4, 5, generator=gen, dtype=F64)
     g = _orthogonal_rows(w, torch.randn(4, 5, generator=gen, dtype=F64))
     u = torch.randn(4, 5, generator=gen, dtype=F64)
-    as_float = radial_projection(w, g, u, delta=0.1, wd_ratio=0.2, eps=1e-8)
+    as_float = project(w, g, u, delta=0.1, wd_ratio=0.2, eps=1e-8)
 
     def t(value: float) -> torch.Tensor:
         return torch.tensor(value, dtype=F64)
 
-    as_tensor = radial_projection(w, g, u, delta=t(0.1), wd_ratio=t(0.2), eps=t(1e-8))
+    as_tensor = project(w, g, u, delta=t(0.1), wd_ratio=t(0.2), eps=t(1e-8))
     torch.testing.assert_close(as_tensor[0], as_float[0], rtol=0, atol=0)
     assert float(as_tensor[1]) == float(as_float[1]) == 0.2
 

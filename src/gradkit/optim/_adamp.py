@@ -199,7 +199,7 @@ def _project_and_decay(
         updates[i], ratio = radial_projection(
             param, grads[i], updates[i], delta=delta, wd_ratio=wd_ratio, eps=eps
         )
-        if buffers is not None:
+        if buffers is not None and updates[i] is not buffers[i]:
             buffers[i].copy_(updates[i])
         if decay:
             param.mul_(1 - decay_rate * ratio)
@@ -381,7 +381,7 @@ def _sgdp_kernel(
     buf.mul_(momentum).add_(grad * (1 - dampening))
     d_p = grad + momentum * buf if nesterov else buf
     d_p, ratio = radial_projection(param, grad, d_p, delta=delta, wd_ratio=wd_ratio, eps=eps)
-    if not nesterov and param.ndim > 1 and param.numel() > 0:
+    if not nesterov and d_p is not buf:
         buf.copy_(d_p)  # the reference projects the buffer itself (d_p aliases it)
     if decay:
         param.mul_(1 - lr * weight_decay * ratio / (1 - momentum))
