@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import adamp as reference
 import pytest
+import pytorch_optimizer
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -163,23 +164,30 @@ def _channel_fires(weight: torch.Tensor, grad: torch.Tensor, delta: float) -> bo
     return bool(cos.max() < delta / math.sqrt(weight[0].numel()))
 
 
+#: adamp's projection (the method is the same in AdamP and SGDP), for the firing decisions.
+_REFERENCE_PROJECTION = reference.AdamP([nn.Parameter(torch.zeros(1))])._projection
+
+
 def _run_parity(
     kind: str,
     config: dict[str, Any],
     dtype: torch.dtype = F64,
     steps: int = 50,
     maximize: bool = False,
+    ref_cls: type | None = None,
+    ours_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the reference and both gradkit impls side by side, feeding each a fresh copy of the
     same gradient every step. With ``maximize`` gradkit gets ``g`` and ``maximize=True`` while the
     reference gets ``-g``. Returns params, states and the per-step firing decisions."""
     problem = Problem(dtype)
-    ref_cls, ours_cls = (reference.AdamP, AdamP) if kind == "adamp" else (reference.SGDP, SGDP)
-    ref = ref_cls(problem.params, **config)
+    default_ref, ours_cls = (reference.AdamP, AdamP) if kind == "adamp" else (reference.SGDP, SGDP)
+    ref = (ref_cls or default_ref)(problem.params, **config)
     ours = {}
     for impl, flags in IMPLS.items():
         params = problem.clone_params()
-        ours[impl] = (params, ours_cls(params, **config, **flags, maximize=maximize))
+        opt = ours_cls(params, **config, **flags, **(ours_extra or {}), maximize=maximize)
+        ours[impl] = (params, opt)
     delta, wd_ratio, eps = (
         config.get("delta", 0.1),
         config.get("wd_ratio", 0.1),
@@ -197,7 +205,7 @@ def _run_parity(
         for p, g in zip(problem.params, grads, strict=True):
             if p.ndim > 1:
                 # The reference's own decision, and the transform's.
-                _, wd = ref._projection(p, g, g.clone(), delta, wd_ratio, eps)
+                _, wd = _REFERENCE_PROJECTION(p, g, g.clone(), delta, wd_ratio, eps)
                 mine = bool(is_scale_invariant(p.detach(), g, delta=delta, eps=eps))
                 assert mine == (wd == wd_ratio), f"firing decision differs at step {step}"
                 decisions.append(mine)
@@ -288,6 +296,35 @@ def _assert_fired_and_not(result: dict[str, Any]) -> None:
     assert not any(result["layer_channel_fired"])
 
 
+SGDP_UNPROJECTED_BUFFER_GRID = [
+    dict(lr=5e-2, momentum=0.9, dampening=damp, nesterov=nesterov, weight_decay=wd, delta=delta)
+    for damp, nesterov, wd, delta in itertools.product(
+        (0.0, 0.1), (False, True), (0.0, 1e-2), (0.1, 1.0)
+    )
+]
+
+
+@pytest.mark.parametrize("config", SGDP_UNPROJECTED_BUFFER_GRID, ids=lambda c: _config_id(c))
+def test_sgdp_project_buffer_false_matches_pytorch_optimizer(config: dict[str, Any]) -> None:
+    """``project_buffer=False`` (the paper's separate momentum and step) against
+    ``pytorch_optimizer.SGDP`` 4.1.0, which clones the buffer before projecting; with nesterov
+    the flag changes nothing and this is also the official update."""
+    result = _run_parity(
+        "sgdp", config, ref_cls=pytorch_optimizer.SGDP, ours_extra={"project_buffer": False}
+    )
+    _assert_parity(result, ("momentum",), rtol=1e-7, atol=1e-9)
+    _assert_fired_and_not(result)
+
+
+def test_project_buffer_flag_changes_the_trajectory() -> None:
+    """The two buffer conventions really differ (non-nesterov, momentum > 0, projection firing)."""
+    config = dict(lr=5e-2, momentum=0.9)
+    official = _run_parity("sgdp", config, steps=10)
+    paper = _run_parity("sgdp", config, steps=10, ours_extra={"project_buffer": False})
+    a, b = official["ours"]["forloop"][0], paper["ours"]["forloop"][0]
+    assert any(not torch.allclose(x, y, rtol=1e-6, atol=1e-8) for x, y in zip(a, b, strict=True))
+
+
 @pytest.mark.parametrize("kind", ["adamp", "sgdp"])
 def test_parity_float32(kind: str) -> None:
     config = (
@@ -310,6 +347,28 @@ def test_maximize_matches_reference_on_negated_grad(kind: str) -> None:
     result = _run_parity(kind, config, steps=20, maximize=True)
     names = ("exp_avg", "exp_avg_sq") if kind == "adamp" else ("momentum",)
     _assert_parity(result, names, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["adamp", "sgdp"])
+def test_branch_free_eager_matches_reference(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The branch-free projection (what runs eagerly on accelerators, with 0-d tensor ratios in
+    the decay) through both eager impls, against the reference."""
+
+    def branch_free(p: torch.Tensor, g: torch.Tensor, u: torch.Tensor, **kw: Any) -> Any:
+        if p.ndim <= 1 or p.numel() == 0:
+            return u, 1.0
+        return projection_module._branch_free(p, g, u, **kw)
+
+    monkeypatch.setattr(adamp_module, "radial_projection", branch_free)
+    config = (
+        dict(lr=1e-2, nesterov=True, weight_decay=1e-2, delta=1.0)
+        if kind == "adamp"
+        else dict(lr=5e-2, momentum=0.9, dampening=0.1, weight_decay=1e-2)
+    )
+    result = _run_parity(kind, config, steps=30)
+    names = ("exp_avg", "exp_avg_sq") if kind == "adamp" else ("momentum",)
+    _assert_parity(result, names, rtol=1e-7, atol=1e-9)
+    _assert_fired_and_not(result)
 
 
 @pytest.mark.compile

@@ -43,8 +43,11 @@ Facts of the reference that gradkit reproduces (the parity tests pin them):
 * **SGDP without nesterov projects its momentum buffer**: in the reference ``d_p`` aliases the
   buffer and the projection subtracts in place, so the stored ``momentum`` is the projected
   direction and the next step builds on it. gradkit reproduces this (the parity tests compare
-  the buffer). With ``nesterov=True`` the buffer is not projected. (``pytorch_optimizer``'s
-  SGDP clones the buffer instead, and so differs from the official code here.)
+  the buffer). With ``nesterov=True`` the buffer is not projected. The paper's algorithm keeps
+  the momentum and the projected step as separate quantities (our reading of its pseudo-code,
+  via secondary sources; ``pytorch_optimizer``'s SGDP clones the buffer the same way), so this
+  choice between the code and the paper is the flag ``project_buffer`` (default ``True``, the
+  code).
 
 Deviations from the reference (no value changes):
 
@@ -371,6 +374,7 @@ def _sgdp_kernel(
     delta: Scalar,
     wd_ratio: Scalar,
     nesterov: bool,
+    project_buffer: bool,
     decay: bool,
     maximize: bool,
 ) -> None:
@@ -381,7 +385,7 @@ def _sgdp_kernel(
     buf.mul_(momentum).add_(grad * (1 - dampening))
     d_p = grad + momentum * buf if nesterov else buf
     d_p, ratio = radial_projection(param, grad, d_p, delta=delta, wd_ratio=wd_ratio, eps=eps)
-    if not nesterov and d_p is not buf:
+    if project_buffer and not nesterov and d_p is not buf:
         buf.copy_(d_p)  # the reference projects the buffer itself (d_p aliases it)
     if decay:
         param.mul_(1 - lr * weight_decay * ratio / (1 - momentum))
@@ -401,6 +405,7 @@ def _single_tensor_sgdp(
     delta: float,
     wd_ratio: float,
     nesterov: bool,
+    project_buffer: bool,
     maximize: bool,
 ) -> None:
     for i, param in enumerate(params):
@@ -416,6 +421,7 @@ def _single_tensor_sgdp(
             delta=delta,
             wd_ratio=wd_ratio,
             nesterov=nesterov,
+            project_buffer=project_buffer,
             decay=weight_decay != 0,
             maximize=maximize,
         )
@@ -434,6 +440,7 @@ def _multi_tensor_sgdp(
     delta: float,
     wd_ratio: float,
     nesterov: bool,
+    project_buffer: bool,
     maximize: bool,
 ) -> None:
     grouped = torch.optim.Optimizer._group_tensors_by_device_and_dtype(
@@ -452,11 +459,11 @@ def _multi_tensor_sgdp(
             updates = list(torch._foreach_mul(bufs, momentum))
             torch._foreach_add_(updates, g)
         else:
-            updates = list(bufs)  # aliases, as in the reference; projection writes back
+            updates = list(bufs)  # aliases, as in the reference (projected entries are new)
         _project_and_decay(
             p, g, updates,
             decay_rate=lr * weight_decay / (1 - momentum), delta=delta, wd_ratio=wd_ratio, eps=eps,
-            decay=weight_decay != 0, buffers=None if nesterov else bufs,
+            decay=weight_decay != 0, buffers=bufs if project_buffer and not nesterov else None,
         )  # fmt: skip
         torch._foreach_add_(p, updates, alpha=-lr)
 
@@ -473,6 +480,7 @@ def _fused_sgdp_loop(
     delta: torch.Tensor,
     wd_ratio: torch.Tensor,
     nesterov: bool,
+    project_buffer: bool,
     decay: bool,
     maximize: bool,
 ) -> None:
@@ -489,6 +497,7 @@ def _fused_sgdp_loop(
             delta=delta,
             wd_ratio=wd_ratio,
             nesterov=nesterov,
+            project_buffer=project_buffer,
             decay=decay,
             maximize=maximize,
         )
@@ -510,6 +519,7 @@ def sgdp(
     delta: float = 0.1,
     wd_ratio: float = 0.1,
     nesterov: bool = False,
+    project_buffer: bool = True,
     maximize: bool = False,
     impl: str = "foreach",
 ) -> None:
@@ -527,14 +537,15 @@ def sgdp(
             scalar_tensor(lr, like), scalar_tensor(momentum, like), scalar_tensor(dampening, like),
             scalar_tensor(eps, like), scalar_tensor(weight_decay, like),
             scalar_tensor(delta, like), scalar_tensor(wd_ratio, like),
-            nesterov, weight_decay != 0, maximize,
+            nesterov, project_buffer, weight_decay != 0, maximize,
         )  # fmt: skip
         return
     fn = _single_tensor_sgdp if impl == "forloop" else _multi_tensor_sgdp
     fn(
         params, grads, momentum_buffers,
         lr=float(lr), momentum=momentum, dampening=dampening, eps=eps, weight_decay=weight_decay,
-        delta=delta, wd_ratio=wd_ratio, nesterov=nesterov, maximize=maximize,
+        delta=delta, wd_ratio=wd_ratio, nesterov=nesterov, project_buffer=project_buffer,
+        maximize=maximize,
     )  # fmt: skip
 
 
@@ -659,6 +670,10 @@ class SGDP(GradkitOptimizer):
         eps: ε of the projection's cosine similarity and normalisation (default 1e-8).
         delta: threshold coefficient δ of the cosine test ``max |cos| < δ/√n`` (default 0.1).
         wd_ratio: weight-decay multiplier r for projected tensors (default 0.1).
+        project_buffer: without nesterov, store the *projected* direction as the momentum
+            buffer, as the official code does (default True). ``False`` keeps the buffer
+            unprojected and projects only the step, as the paper's algorithm is written (and as
+            ``pytorch_optimizer.SGDP`` does). No effect with ``nesterov=True``.
         maximize: maximize the objective instead of minimizing it.
         foreach: use the ``torch._foreach`` implementation (default when ``None``).
         fused: use the single compiled-graph implementation (``torch.compile``).
@@ -682,6 +697,7 @@ class SGDP(GradkitOptimizer):
         "dampening": check.closed_unit_interval,
         "weight_decay": check.nonnegative,
         "nesterov": check.boolean,
+        "project_buffer": check.boolean,
         "eps": check.nonnegative,
         "delta": check.nonnegative,
         "wd_ratio": check.nonnegative,
@@ -699,6 +715,7 @@ class SGDP(GradkitOptimizer):
         delta: float = 0.1,
         wd_ratio: float = 0.1,
         *,
+        project_buffer: bool = True,
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
@@ -713,6 +730,7 @@ class SGDP(GradkitOptimizer):
             eps=eps,
             delta=delta,
             wd_ratio=wd_ratio,
+            project_buffer=project_buffer,
             maximize=maximize,
             foreach=foreach,
             fused=fused,
@@ -741,6 +759,7 @@ class SGDP(GradkitOptimizer):
             delta=float(group["delta"]),
             wd_ratio=float(group["wd_ratio"]),
             nesterov=group["nesterov"],
+            project_buffer=group["project_buffer"],
             maximize=group["maximize"],
             impl=impl,
         )
@@ -838,6 +857,7 @@ def _sgdp_spec() -> Any:
                 "wd_ratio": 0.5,
                 "eps": 1e-6,
             },
+            {"lr": lr, "momentum": 0.9, "weight_decay": 1e-2, "project_buffer": False},
         ],
         error_inputs=[
             *_common_errors(lr=lr),
@@ -857,6 +877,11 @@ def _sgdp_spec() -> Any:
                 r"Invalid dampening: 1\.5 \(must be in \[0, 1\]\)",
             ),
             ErrorInput(
+                {"lr": lr, "project_buffer": "yes"},
+                TypeError,
+                r"Invalid project_buffer: 'yes' \(expected a bool, got str\)",
+            ),
+            ErrorInput(
                 {"lr": lr, "dampening": -0.1},
                 ValueError,
                 r"Invalid dampening: -0\.1 \(must be in \[0, 1\]\)",
@@ -871,6 +896,7 @@ def _sgdp_spec() -> Any:
             "delta",
             "wd_ratio",
             "nesterov",
+            "project_buffer",
         ),
         lr=lr,
     )
