@@ -6,6 +6,7 @@ import doctest
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from gradkit.bench import BenchConfigError, BenchResults, compare, load_results,
 from gradkit.bench.methods import Method, resolve_method, resolve_methods
 from gradkit.bench.results import Record
 from gradkit.bench.runner import normalize_seeds, run_tasks, subsample
+from gradkit.bench.runtime import resolve_threads
 from gradkit.bench.suites import Suite, get_suite, register_suite, suite_names
 from gradkit.bench.tasks.functions1d import FUNCTIONS, FunctionTask
 from gradkit.bench.tasks.rosenbrock import RosenbrockTask
@@ -98,7 +100,7 @@ def test_1d_known_results_of_the_diffgrad_notebook() -> None:
 
 def test_divergence_and_errors_become_record_status() -> None:
     class Exploding(torch.optim.SGD):
-        def step(self, closure=None):  # type: ignore[no-untyped-def,override]
+        def step(self, closure=None):
             raise RuntimeError("boom")
 
     boom = Method("boom", Exploding, "torch")
@@ -120,7 +122,25 @@ def test_normalize_seeds() -> None:
     assert normalize_seeds(None, 2) == (0, 1)
     for bad in (0, [], [1, 1], [-1], True):
         with pytest.raises(BenchConfigError):
-            normalize_seeds(bad, 1)  # type: ignore[arg-type]
+            normalize_seeds(bad, 1)
+
+
+def test_thread_count_is_set_and_restored() -> None:
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    res = run_suite(
+        optimizers="adam",
+        tasks="f3",
+        steps=2,
+        num_threads=3,
+        on_record=lambda r: seen.append(torch.get_num_threads()),
+    )
+    assert seen == [3] and res.settings.num_threads == 3
+    assert torch.get_num_threads() == before
+    assert resolve_threads("auto", smoke=False) == 2 and resolve_threads("auto", smoke=True) == 1
+    assert resolve_threads(None, smoke=False) is None
+    with pytest.raises(BenchConfigError):
+        resolve_threads(0, smoke=False)
 
 
 def test_subsample() -> None:
@@ -153,8 +173,13 @@ def test_suite_registry() -> None:
 
 
 def test_seeded_run_is_reproducible() -> None:
-    kwargs = {"optimizers": "sgd,adamp", "tasks": "f2,digits_cnn", "seeds": [0, 1], "smoke": True}
-    first, second = run_suite(**kwargs), run_suite(**kwargs)  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {
+        "optimizers": "sgd,adamp",
+        "tasks": "f2,digits_cnn",
+        "seeds": [0, 1],
+        "smoke": True,
+    }
+    first, second = run_suite(**kwargs), run_suite(**kwargs)
     assert first.numbers() == second.numbers()
     cnn = first.select(task="digits_cnn")
     assert len(cnn) == 4  # 2 methods × 2 seeds; f2 is deterministic: 1 run per method
@@ -242,7 +267,7 @@ def test_compare_on_a_user_model(tmp_path: Path) -> None:
             "logit_norm": float(logits.norm()),
         }
 
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "optimizers": ["sgd", "adamp"],
         "steps": 40,
         "seeds": 2,
@@ -261,7 +286,9 @@ def test_compare_on_a_user_model(tmp_path: Path) -> None:
     for r in res.records:
         assert r.status == "ok" and len(r.curve) == 40
         assert r.accuracy is not None and 0.5 < r.accuracy <= 1.0
-        assert r.final_loss is not None and r.final_loss < r.curve[0]
+        first_loss = r.curve[0]
+        assert r.final_loss is not None and first_loss is not None
+        assert r.final_loss < first_loss
         assert "logit_norm" in r.metrics
     assert res.records[0].hyperparams == {"lr": 0.05, "momentum": 0.9}
     assert res.records[2].hyperparams["weight_decay"] == 1e-4

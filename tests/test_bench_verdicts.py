@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ def test_summarize_mean_std_and_failures() -> None:
     single = summarize([5.0])
     assert single.std == 0.0 and single.format() == "5"
     assert summarize([1.0, 2.0]).format(digits=3) == "1.5 ± 0.71"
-    assert summarize([None]).format() == "failed"
+    assert summarize([None]).format() == "not finite"
     assert summarize([0.5, 0.7]).format(scale=100).startswith("60 ± ")
 
 
@@ -55,7 +56,7 @@ def test_compare_groups_outcomes() -> None:
 
 
 def test_verdict_less_flips_with_the_numbers() -> None:
-    kw = {"quantity": "q", "atol": 0.01}
+    kw: dict[str, Any] = {"quantity": "q", "atol": 0.01}
     good = verdict_less("a<b", "p", "a", [1.0, 1.01, 0.99], "b", [2.0, 2.02, 1.98], **kw)
     bad = verdict_less("a<b", "p", "a", [2.0, 2.02, 1.98], "b", [1.0, 1.01, 0.99], **kw)
     tie = verdict_less("a<b", "p", "a", [1.0, 1.01, 0.99], "b", [1.0, 1.01, 0.99], **kw)
@@ -65,7 +66,7 @@ def test_verdict_less_flips_with_the_numbers() -> None:
 
 
 def test_verdict_not_worse_flips_with_the_numbers() -> None:
-    kw = {"quantity": "acc", "atol": 0.005}
+    kw: dict[str, Any] = {"quantity": "acc", "atol": 0.005}
     same = verdict_not_worse("a>=b", "p", "a", [0.95, 0.96], "b", [0.955, 0.965], **kw)
     worse = verdict_not_worse("a>=b", "p", "a", [0.90, 0.901], "b", [0.95, 0.951], **kw)
     better = verdict_not_worse("a>=b", "p", "a", [0.99, 0.991], "b", [0.95, 0.951], **kw)

@@ -180,6 +180,7 @@ def test_smoke_results_json_schema(smoke_report: tuple[Path, int, str]) -> None:
     }
     assert settings["suite"] == "default" and settings["smoke"] is True
     assert settings["seeds"] == [0]
+    assert settings["num_threads"] == 1  # smoke mode's default
     # the default path runs every registry optimizer next to the torch baselines
     assert settings["optimizers"][:3] == ["sgd", "adam", "adamw"]
     assert set(GRADKIT_METHODS) <= set(settings["optimizers"])
@@ -227,6 +228,7 @@ def test_smoke_results_json_schema(smoke_report: tuple[Path, int, str]) -> None:
         (["--seeds", "a,b"], "'a,b'", "comma-separated"),
         (["--seeds", "0"], "at least 1", "seeds"),
         (["--steps", "0"], "steps", "positive"),
+        (["--threads", "-1"], "-1", "num_threads"),
     ],
 )
 def test_bench_bad_values_give_clear_errors(

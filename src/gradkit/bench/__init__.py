@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gradkit.bench.api import compare
@@ -64,8 +64,9 @@ def run_suite(
     steps: int | None = None,
     smoke: bool = False,
     progress: bool = False,
-    num_threads: int | None = 2,
+    num_threads: int | str | None = "auto",
     out: str | os.PathLike[str] | None = None,
+    on_record: Callable[[Record], None] | None = None,
 ) -> BenchResults:
     """Run a registered suite (see :meth:`Suite.run` for the arguments); with ``out``, also
     write the report folder there."""
@@ -77,6 +78,7 @@ def run_suite(
         smoke=smoke,
         progress=progress,
         num_threads=num_threads,
+        on_record=on_record,
     )
     if out is not None:
         write_report(results, out)

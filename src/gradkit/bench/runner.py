@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-
-import torch
+from collections.abc import Callable, Sequence
 
 from gradkit.bench.errors import BenchConfigError
 from gradkit.bench.methods import Method
@@ -62,18 +59,6 @@ def subsample(
     the smallest stride that keeps at most ``max_points`` values."""
     stride = max(1, math.ceil(len(curve) / max_points))
     return list(curve[::stride]), stride
-
-
-@contextlib.contextmanager
-def bench_environment(threads: int | None) -> Iterator[None]:
-    """Thread count for the run, and flush-to-zero for denormal floats (momentum buffers that
-    decay towards zero otherwise slow some CPUs down by 10×); reset to off afterwards."""
-    with num_threads(threads):
-        torch.set_flush_denormal(True)
-        try:
-            yield
-        finally:
-            torch.set_flush_denormal(False)
 
 
 def _error_outcome() -> Outcome:
@@ -164,7 +149,7 @@ def run_tasks(
     records: list[Record] = []
     bar = progress_bar(len(plan), progress, desc=suite)
     try:
-        with bench_environment(threads):
+        with num_threads(threads):
             for task, method, seed in plan:
                 bar.set_postfix_str(f"{task.name} {method.name} seed {seed}")
                 record = run_one(

@@ -11,10 +11,29 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-__all__ = ["Progress", "num_threads", "progress_bar", "seed_everything"]
+from gradkit.bench.errors import BenchConfigError
+
+__all__ = ["Progress", "num_threads", "progress_bar", "resolve_threads", "seed_everything"]
 
 #: Threads used by the benchmark unless the caller asks otherwise.
 DEFAULT_THREADS = 2
+#: Threads in smoke mode: tiny data gains nothing from a second thread, and CI runs the smoke
+#: suite next to other jobs, where two spinning threads were measured 20–40× slower per step.
+SMOKE_THREADS = 1
+
+
+def resolve_threads(requested: int | str | None, smoke: bool) -> int | None:
+    """The thread count to use: ``"auto"`` → 1 in smoke mode, else 2; ``None`` → leave torch's
+    setting; a positive int as given."""
+    if requested == "auto":
+        return SMOKE_THREADS if smoke else DEFAULT_THREADS
+    if requested is None:
+        return None
+    if not isinstance(requested, int) or isinstance(requested, bool) or requested < 1:
+        raise BenchConfigError(
+            f"num_threads must be a positive int, 'auto' or None, got {requested!r}"
+        )
+    return requested
 
 
 def seed_everything(seed: int) -> torch.Generator:

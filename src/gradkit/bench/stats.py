@@ -40,7 +40,7 @@ class Summary:
         ``scale`` multiplies both numbers (``100`` shows a fraction as a percentage).
         """
         if self.mean is None:
-            return "failed" if self.n_failed else "—"
+            return "not finite" if self.n_failed else "—"
         text = format_number(self.mean * scale, digits)
         if self.n > 1 and self.std is not None:
             text += " ± " + format_number(self.std * scale, 2)

@@ -68,7 +68,7 @@ def run_bench(args: argparse.Namespace) -> int:
             steps=args.steps,
             smoke=args.smoke,
             progress=not args.no_progress,
-            num_threads=args.threads or None,
+            num_threads="auto" if args.threads is None else (args.threads or None),
         )
         out = write_report(results, args.out, plots=not args.no_plots)
     except BenchConfigError as exc:
@@ -113,8 +113,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threads",
         type=int,
-        default=2,
         metavar="N",
-        help="torch.set_num_threads during the run; 0 leaves torch's setting (default: %(default)s)",
+        help="torch.set_num_threads during the run; 0 leaves torch's setting (default: 2, "
+        "or 1 with --smoke)",
     )
     p.set_defaults(handler=run_bench)

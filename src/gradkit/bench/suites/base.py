@@ -10,7 +10,7 @@ from gradkit.bench.errors import BenchConfigError, unknown_name
 from gradkit.bench.methods import resolve_methods
 from gradkit.bench.results import BenchResults, Record, RunSettings, Verdict
 from gradkit.bench.runner import normalize_seeds, normalize_steps, run_tasks
-from gradkit.bench.runtime import DEFAULT_THREADS
+from gradkit.bench.runtime import resolve_threads
 from gradkit.bench.tasks.base import Task
 from gradkit.bench.versions import versions
 
@@ -69,7 +69,7 @@ class Suite:
         steps: int | None = None,
         smoke: bool = False,
         progress: bool = False,
-        num_threads: int | None = DEFAULT_THREADS,
+        num_threads: int | str | None = "auto",
         on_record: Callable[[Record], None] | None = None,
     ) -> BenchResults:
         """Run the suite and return its results (nothing is written to disk).
@@ -83,7 +83,8 @@ class Suite:
             steps: optimizer steps per run, overriding every task's default.
             smoke: a few steps on tiny data, for CI.
             progress: show a progress bar on stderr.
-            num_threads: ``torch.set_num_threads`` during the run (``None``: leave as is).
+            num_threads: ``torch.set_num_threads`` during the run; ``"auto"``: 2, or 1 in smoke
+                mode; ``None``: leave torch's setting.
             on_record: called with each record as it is produced.
 
         Raises:
@@ -94,6 +95,7 @@ class Suite:
         selected = self.select_tasks(parse_names(tasks, "task"))
         seed_list = normalize_seeds(seeds, 1 if smoke else self.default_seeds)
         steps = normalize_steps(steps)
+        threads = resolve_threads(num_threads, smoke)
         records, infos = run_tasks(
             self.name,
             selected,
@@ -102,7 +104,7 @@ class Suite:
             steps=steps,
             smoke=smoke,
             progress=progress,
-            threads=num_threads,
+            threads=threads,
             on_record=on_record,
         )
         results = BenchResults(
@@ -113,7 +115,7 @@ class Suite:
                 seeds=seed_list,
                 steps=steps,
                 smoke=smoke,
-                num_threads=num_threads,
+                num_threads=threads,
             ),
             versions=versions(),
             tasks=infos,

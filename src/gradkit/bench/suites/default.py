@@ -21,6 +21,9 @@ DIFFGRAD_PAPER = "Dubey et al., diffGrad, IEEE TNNLS 2020"
 ADAMP_PAPER = "Heo et al., AdamP, ICLR 2021"
 ADABELIEF_PAPER = "Zhuang et al., AdaBelief, NeurIPS 2020"
 
+#: How the claims spell method names.
+DISPLAY_NAMES = {"adamp": "AdamP", "adamw": "AdamW", "sgdp": "SGDP", "sgd": "SGD"}
+
 #: Decision tolerances (absolute floors under the noise margin, see gradkit.bench.verdicts).
 F_ATOL = 1e-3  # final F of the deterministic 1-D functions
 NORM_ATOL = 0.01  # w_norm_ratio
@@ -81,9 +84,10 @@ def diffgrad_verdict(results: BenchResults) -> Verdict:
 
 def norm_verdict(results: BenchResults, method: str, baseline: str) -> Verdict:
     """AdamP paper: ``method`` grows the pre-BN weight norm less than ``baseline``."""
+    show = DISPLAY_NAMES.get
     claim = (
-        f"{method} keeps the pre-BN weight norm from growing compared with {baseline} "
-        "(lower ‖W_final‖/‖W_init‖)"
+        f"{show(method, method)} keeps the pre-BN weight norm from growing compared with "
+        f"{show(baseline, baseline)} (lower ‖W_final‖/‖W_init‖)"
     )
     missing = _missing(results, [method, baseline], ["digits_cnn"])
     if missing:

@@ -17,6 +17,13 @@ other                       1e-3    fallback for optimizers of neither family
 
 ``betas`` and ``eps`` stay at each optimizer's defaults, momentum 0.9 where accepted, no
 weight decay.
+
+Known outcome: gradkit's AdaBelief with its defaults (``rectify=True``,
+``degenerated_to_sgd=True``, as in adabelief-pytorch 0.2) takes plain SGD steps ``lr · m̂``
+for the first iterations, before the rectification term is defined; with lr = 0.1 and
+‖∇f(−1.2, 1)‖ ≈ 230 the first step lands at x ≈ 20 and the run diverges. With
+``rectify=False`` the same rate converges. The benchmark keeps every optimizer's defaults and
+reports the divergence.
 """
 
 from __future__ import annotations
