@@ -18,7 +18,9 @@ import torch
 # Tiny tensors gain nothing from threads, and parallel test jobs on 2 cores oversubscribe.
 torch.set_num_threads(1)
 
-_MISSING_DEP = re.compile(r"could not import|No module named|not installed|missing (dependency|module)", re.I)
+_MISSING_DEP = re.compile(
+    r"could not import|No module named|not installed|missing (dependency|module)", re.I
+)
 _dependency_skips: list[str] = []
 
 
@@ -29,7 +31,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
         location = Path(gradkit.__file__).resolve()
         if Path(repo).resolve() / "src" in location.parents:
-            raise pytest.UsageError(f"gradkit was imported from the source tree ({location}), not the installed wheel")
+            raise pytest.UsageError(
+                f"gradkit was imported from the source tree ({location}), not the installed wheel"
+            )
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

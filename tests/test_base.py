@@ -26,7 +26,9 @@ def test_nonfinite_in_a_mixed_dtype_group_is_caught(bad: float) -> None:
     a.grad = torch.ones(3)
     b.grad = torch.ones(2, 2, dtype=torch.float64)
     b.grad[1, 0] = bad
-    with pytest.raises(NonFiniteGradientError, match=r"param 1 of group 0 \(shape \(2, 2\)\) contains (NaN|inf)"):
+    with pytest.raises(
+        NonFiniteGradientError, match=r"param 1 of group 0 \(shape \(2, 2\)\) contains (NaN|inf)"
+    ):
         opt.step()
     assert not opt.state  # nothing was initialised or changed
 

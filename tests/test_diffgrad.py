@@ -57,7 +57,9 @@ def _parity(config: dict, impl: dict, dtype: torch.dtype, steps: int = 50) -> tu
     return list(ours_model.parameters()), list(ref_model.parameters())
 
 
-@pytest.mark.parametrize("impl", [{"foreach": False}, {"foreach": True}], ids=["forloop", "foreach"])
+@pytest.mark.parametrize(
+    "impl", [{"foreach": False}, {"foreach": True}], ids=["forloop", "foreach"]
+)
 @pytest.mark.parametrize("config", GRID, ids=[str(i) for i in range(len(GRID))])
 def test_parity_float64(config: dict, impl: dict) -> None:
     ours, ref = _parity(config, impl, torch.float64)
@@ -66,7 +68,9 @@ def test_parity_float64(config: dict, impl: dict) -> None:
 
 
 def test_parity_float32() -> None:
-    ours, ref = _parity(dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2), {}, torch.float32)
+    ours, ref = _parity(
+        dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2), {}, torch.float32
+    )
     for a, b in zip(ours, ref, strict=True):
         torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-6)
 
@@ -116,7 +120,9 @@ def test_constant_gradient_is_half_adam(foreach: bool) -> None:
         opt.step()
         ref.step()
         if step >= 2:
-            torch.testing.assert_close(ours.detach() - before_ours, 0.5 * (adam.detach() - before_adam), rtol=1e-12, atol=0)
+            torch.testing.assert_close(
+                ours.detach() - before_ours, 0.5 * (adam.detach() - before_adam), rtol=1e-12, atol=0
+            )
 
 
 def test_does_not_mutate_grad() -> None:

@@ -19,7 +19,9 @@ FUSED = [name for name in optimizer_names() if "fused" in get_optimizer(name).su
 
 def _params(seed: int) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
-    return [torch.randn(*shape, generator=gen).requires_grad_() for shape in ((6, 5), (4, 3, 2), (5,))]
+    return [
+        torch.randn(*shape, generator=gen).requires_grad_() for shape in ((6, 5), (4, 3, 2), (5,))
+    ]
 
 
 @pytest.mark.compile
@@ -46,14 +48,16 @@ def test_fused_compiles_once_and_matches(name: str) -> None:
         if step == 0:
             graphs_after_first = counters["stats"]["unique_graphs"]
     assert counters["frames"]["ok"] > frames_before, "fused=True compiled no frame"
-    assert counters["stats"]["unique_graphs"] == graphs_after_first, "a changing lr caused a recompile"
+    assert counters["stats"]["unique_graphs"] == graphs_after_first, (
+        "a changing lr caused a recompile"
+    )
     assert fused.param_groups[0]["lr"] != config["lr"]
     for fp, rp in zip(fused_params, ref_params, strict=True):
         torch.testing.assert_close(fp.detach(), rp.detach(), rtol=1e-5, atol=1e-6)
 
 
 def test_compiler_failure_falls_back_with_warning() -> None:
-    def failing_backend(graph_module, example_inputs):  # noqa: ARG001
+    def failing_backend(graph_module, example_inputs):
         raise RuntimeError("no compiler here")
 
     calls: list[str] = []

@@ -94,7 +94,9 @@ def test_broken_optimizer_fails_its_check(cls: type, check: str) -> None:
 
 
 def test_wrong_error_message_fails() -> None:
-    spec = _spec(DiffGrad, error_inputs=[ErrorInput({"lr": -1.0}, ValueError, r"learning rate is negative")])
+    spec = _spec(
+        DiffGrad, error_inputs=[ErrorInput({"lr": -1.0}, ValueError, r"learning rate is negative")]
+    )
     with pytest.raises(AssertionError, match="does not match"):
         _run(spec, "error_inputs")
 
@@ -127,4 +129,9 @@ def test_check_optimizer_certifies_torch_adamw() -> None:
 def test_torch_adamw_lacks_group_override_validation() -> None:
     """gradkit's stricter check: torch validates lr only in the constructor."""
     with pytest.raises(AssertionError, match="add_param_group accepted lr=-1"):
-        _run(OptimizerSpec(name="AdamW", cls=torch.optim.AdamW, paper="", summary="", supported_impls=()), "add_param_group")
+        _run(
+            OptimizerSpec(
+                name="AdamW", cls=torch.optim.AdamW, paper="", summary="", supported_impls=()
+            ),
+            "add_param_group",
+        )

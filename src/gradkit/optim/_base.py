@@ -31,7 +31,7 @@ method's functional update.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 
@@ -91,7 +91,11 @@ class GradkitOptimizer(torch.optim.Optimizer):
         tensors = [params] if isinstance(params, torch.Tensor) else list(params)
         name = type(self).__name__
         for tensor in tensors:
-            if isinstance(tensor, torch.Tensor) and tensor.is_complex() and not self._supports_complex:
+            if (
+                isinstance(tensor, torch.Tensor)
+                and tensor.is_complex()
+                and not self._supports_complex
+            ):
                 raise TypeError(
                     f"{name} does not support complex parameters (got {tensor.dtype}); "
                     "optimize torch.view_as_real(param) instead"
@@ -140,7 +144,9 @@ class GradkitOptimizer(torch.optim.Optimizer):
         return state
 
     # ------------------------------------------------------------------ step
-    def _collect(self, group: dict[str, Any], group_index: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def _collect(
+        self, group: dict[str, Any], group_index: int
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         params: list[torch.Tensor] = []
         grads: list[torch.Tensor] = []
         for index, param in enumerate(group["params"]):
@@ -179,8 +185,10 @@ class GradkitOptimizer(torch.optim.Optimizer):
 
     @staticmethod
     def _by_device_and_dtype(tensors: list[torch.Tensor]) -> list[list[torch.Tensor]]:
-        grouped = torch.utils._foreach_utils._group_tensors_by_device_and_dtype([tensors])  # type: ignore[attr-defined]
-        return [lists[0] for lists, _ in grouped.values()]
+        grouped = torch.optim.Optimizer._group_tensors_by_device_and_dtype(
+            [cast(list[torch.Tensor | None], tensors)]
+        )
+        return [cast(list[torch.Tensor], lists[0]) for lists, _ in grouped.values()]
 
     @staticmethod
     def _all_finite(tensors: list[torch.Tensor]) -> bool:
@@ -191,7 +199,7 @@ class GradkitOptimizer(torch.optim.Optimizer):
         CPU). A non-finite norm can also come from overflow of finite values, so only then the
         exact element-wise test decides.
         """
-        norms = torch._foreach_norm(tensors, 2.0)  # type: ignore[arg-type]
+        norms = torch._foreach_norm(tensors, 2.0)
         if bool(torch.stack(norms).isfinite().all()):
             return True
         return all(bool(torch.isfinite(tensor).all()) for tensor in tensors)
@@ -205,7 +213,7 @@ class GradkitOptimizer(torch.optim.Optimizer):
         return "foreach"
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimization step.
 
         Args:

@@ -58,7 +58,7 @@ def compiled_step(
             eager(*args, **kwargs)
             return
         try:
-            compiled(*args, **kwargs)
+            compiled(*[_lift_0d(arg) for arg in args], **kwargs)
         except Exception as error:  # compiler missing or broken: fall back loudly
             if not _is_compiler_failure(error):
                 raise
@@ -73,6 +73,18 @@ def compiled_step(
             eager(*args, **kwargs)
 
     return run
+
+
+def _lift_0d(arg: Any) -> Any:
+    """Pass 0-d tensors in a list as 1-element views.
+
+    torch 2.13's ``torch.compile`` on CPU drops in-place updates of 0-d tensors that arrive
+    inside a list (the update is computed but never written back), so a 0-d param or its state
+    would silently stay put. A ``view(1)`` shares the storage, so the update lands.
+    """
+    if isinstance(arg, list) and any(isinstance(t, torch.Tensor) and t.ndim == 0 for t in arg):
+        return [t.view(1) if isinstance(t, torch.Tensor) and t.ndim == 0 else t for t in arg]
+    return arg
 
 
 def _is_compiler_failure(error: Exception) -> bool:

@@ -142,16 +142,22 @@ def _multi_tensor_diffgrad(
         [params, grads, exp_avgs, exp_avg_sqs, previous_grads],  # type: ignore[list-item]
         with_indices=True,
     )
-    for (dev_params, dev_grads, dev_exp_avgs, dev_exp_avg_sqs, dev_prev), indices in grouped.values():
+    for (
+        dev_params,
+        dev_grads,
+        dev_exp_avgs,
+        dev_exp_avg_sqs,
+        dev_prev,
+    ), indices in grouped.values():
         p: list[torch.Tensor] = dev_params  # type: ignore[assignment]
         g: list[torch.Tensor] = dev_grads  # type: ignore[assignment]
         m: list[torch.Tensor] = dev_exp_avgs  # type: ignore[assignment]
         v: list[torch.Tensor] = dev_exp_avg_sqs  # type: ignore[assignment]
         prev: list[torch.Tensor] = dev_prev  # type: ignore[assignment]
         if maximize:
-            g = torch._foreach_neg(g)
+            g = list(torch._foreach_neg(g))
         if weight_decay != 0:
-            g = torch._foreach_add(g, p, alpha=weight_decay)
+            g = list(torch._foreach_add(g, p, alpha=weight_decay))
         torch._foreach_mul_(m, beta1)
         torch._foreach_add_(m, g, alpha=1 - beta1)
         torch._foreach_mul_(v, beta2)

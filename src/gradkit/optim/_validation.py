@@ -22,14 +22,18 @@ NONFINITE_POLICIES = ("raise", "skip", "ignore")
 
 def _real(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, Real | torch.Tensor):
-        raise TypeError(f"Invalid {name}: {value!r} (expected a real number, got {type(value).__name__})")
+        raise TypeError(
+            f"Invalid {name}: {value!r} (expected a real number, got {type(value).__name__})"
+        )
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(
                 f"Invalid {name}: a Tensor {name} must have exactly 1 element, got shape {tuple(value.shape)}"
             )
         if value.is_complex() or not value.is_floating_point():
-            raise TypeError(f"Invalid {name}: a Tensor {name} must be a real floating tensor, got {value.dtype}")
+            raise TypeError(
+                f"Invalid {name}: a Tensor {name} must be a real floating tensor, got {value.dtype}"
+            )
         value = float(value.detach().reshape(()))
     number = float(value)
     if not math.isfinite(number):
@@ -86,7 +90,9 @@ def optional_boolean(name: str, value: Any) -> None:
 def nonfinite_policy(name: str, value: Any) -> None:
     """One of :data:`NONFINITE_POLICIES`."""
     if value not in NONFINITE_POLICIES:
-        raise ValueError(f"Invalid {name}: {value!r} (must be one of {', '.join(NONFINITE_POLICIES)})")
+        raise ValueError(
+            f"Invalid {name}: {value!r} (must be one of {', '.join(NONFINITE_POLICIES)})"
+        )
 
 
 def one_of(*choices: Any) -> Check:
@@ -94,6 +100,8 @@ def one_of(*choices: Any) -> Check:
 
     def check(name: str, value: Any) -> None:
         if value not in choices:
-            raise ValueError(f"Invalid {name}: {value!r} (must be one of {', '.join(map(repr, choices))})")
+            raise ValueError(
+                f"Invalid {name}: {value!r} (must be one of {', '.join(map(repr, choices))})"
+            )
 
     return check

@@ -11,7 +11,7 @@ import copy
 import io
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -27,13 +27,17 @@ _GRADKIT_LATE_FLAGS = ("nonfinite",)
 
 
 # ---------------------------------------------------------------------------- helpers
-def _make(spec: OptimizerSpec, params: Any, config: dict[str, Any], **extra: Any) -> torch.optim.Optimizer:
+def _make(
+    spec: OptimizerSpec, params: Any, config: dict[str, Any], **extra: Any
+) -> torch.optim.Optimizer:
     kwargs = {"lr": spec.lr, **config, **extra}
     return spec.cls(params, **kwargs)
 
 
 def _impl_kwargs(impl: str) -> dict[str, Any]:
-    return {"forloop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}[impl]
+    return {"forloop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}[
+        impl
+    ]
 
 
 def _run_step(
@@ -60,7 +64,7 @@ def _run_step(
         for index in frozen:
             params[index].grad = None
     if spec.requires_closure:
-        optimizer.step(closure)
+        optimizer.step(cast(Any, closure))
     else:
         optimizer.step()
     return loss
@@ -84,7 +88,9 @@ def _assert_same(
         _close(a.detach(), b.detach(), f"{what}: param {index}", exact=exact, **tolerance)
     for index, (sa, sb) in enumerate(zip(actual_state, expected_state, strict=True)):
         if set(sa) != set(sb):
-            raise AssertionError(f"{what}: state keys of param {index} differ: {sorted(sa)} vs {sorted(sb)}")
+            raise AssertionError(
+                f"{what}: state keys of param {index} differ: {sorted(sa)} vs {sorted(sb)}"
+            )
         for key in sa:
             va, vb = sa[key], sb[key]
             if isinstance(va, torch.Tensor):
@@ -98,7 +104,11 @@ def _close(a: torch.Tensor, b: Any, what: str, *, exact: bool, **tolerance: floa
         raise AssertionError(f"{what}: expected a tensor, got {type(b).__name__}")
     if exact:
         if a.dtype != b.dtype or a.shape != b.shape or not torch.equal(a, b):
-            diff = (a.double() - b.double()).abs().max().item() if a.shape == b.shape and a.numel() else "n/a"
+            diff = (
+                (a.double() - b.double()).abs().max().item()
+                if a.shape == b.shape and a.numel()
+                else "n/a"
+            )
             raise AssertionError(f"{what}: not bit-identical (max abs diff {diff})")
         return
     try:
@@ -132,9 +142,13 @@ def check_goes_right_direction(spec: OptimizerSpec) -> None:
                     optimizer = _make(spec, params, config, maximize=maximize)
                     scheduler: Any = None
                     if scheduler_name == "StepLR":
-                        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.9)
+                        scheduler = torch.optim.lr_scheduler.StepLR(
+                            optimizer, step_size=5, gamma=0.9
+                        )
                     elif scheduler_name == "ReduceLROnPlateau":
-                        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=2)
+                        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                            optimizer, patience=2
+                        )
                     with torch.no_grad():
                         initial = problem.loss(params, 0).item()
                     for step in range(20):
@@ -175,12 +189,17 @@ def _impl_trajectory(
         )
         history_params.append([p.detach().clone() for p in params])
         history_state.append(
-            [{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()} for s in _state_of(optimizer, params)]
+            [
+                {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
+                for s in _state_of(optimizer, params)
+            ]
         )
     return history_params, history_state
 
 
-def check_impl_matches_forloop(spec: OptimizerSpec, impl: str, configs: Sequence[dict[str, Any]] | None = None) -> None:
+def check_impl_matches_forloop(
+    spec: OptimizerSpec, impl: str, configs: Sequence[dict[str, Any]] | None = None
+) -> None:
     """``impl`` (``"foreach"`` or ``"fused"``) matches the for-loop reference on params and every
     state tensor after each of 7 float64 steps (see :func:`_impl_trajectory`).
 
@@ -190,14 +209,13 @@ def check_impl_matches_forloop(spec: OptimizerSpec, impl: str, configs: Sequence
     """
     if impl not in spec.supported_impls:
         return
-    counters = None
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
     for config in configs if configs is not None else _configs(spec):
         if impl == "fused":
-            import torch._dynamo
-            from torch._dynamo.utils import counters
-
             torch._dynamo.reset()
-            frames_before = counters["frames"]["ok"]
+        frames_before = counters["frames"]["ok"]
         expected_params, expected_state = _impl_trajectory(spec, config, "forloop")
         actual_params, actual_state = _impl_trajectory(spec, config, impl)
         for step in range(len(expected_params)):
@@ -208,12 +226,18 @@ def check_impl_matches_forloop(spec: OptimizerSpec, impl: str, configs: Sequence
                 expected_state[step],
                 f"{spec.name} {config}: {impl} vs for-loop after step {step}",
             )
-        if counters is not None and counters["frames"]["ok"] <= frames_before:
-            raise AssertionError(f"{spec.name}: fused=True compiled no frame (silent fall-back to eager?)")
+        if impl == "fused" and counters["frames"]["ok"] <= frames_before:
+            raise AssertionError(
+                f"{spec.name}: fused=True compiled no frame (silent fall-back to eager?)"
+            )
 
 
 def _train(
-    spec: OptimizerSpec, optimizer: torch.optim.Optimizer, problem: TinyConvNet, params: list[torch.Tensor], steps: range
+    spec: OptimizerSpec,
+    optimizer: torch.optim.Optimizer,
+    problem: TinyConvNet,
+    params: list[torch.Tensor],
+    steps: range,
 ) -> None:
     for step in steps:
         _run_step(spec, optimizer, problem, params, step)
@@ -252,7 +276,9 @@ def check_checkpoint_resumes_exactly(spec: OptimizerSpec) -> None:
             if variant == "plain":
                 reloaded = twin.state_dict()
                 if reloaded["param_groups"] != optimizer.state_dict()["param_groups"]:
-                    raise AssertionError(f"{spec.name} {config}: param_groups changed through a checkpoint")
+                    raise AssertionError(
+                        f"{spec.name} {config}: param_groups changed through a checkpoint"
+                    )
             for step in range(3, 8):
                 _run_step(spec, optimizer, problem, params, step)
                 _run_step(spec, twin, problem, twin_params, step)
@@ -278,7 +304,13 @@ def check_tensor_lr(spec: OptimizerSpec) -> None:
             _train(spec, optimizer, problem, params, range(5))
             results.append(([p.detach().clone() for p in params], _state_of(optimizer, params)))
         (float_params, float_state), (tensor_params, tensor_state) = results
-        _assert_same(tensor_params, float_params, tensor_state, float_state, f"{spec.name} ({impl}): tensor lr vs float lr")
+        _assert_same(
+            tensor_params,
+            float_params,
+            tensor_state,
+            float_state,
+            f"{spec.name} ({impl}): tensor lr vs float lr",
+        )
 
 
 def check_param_groups(spec: OptimizerSpec) -> None:
@@ -305,9 +337,15 @@ def check_param_groups(spec: OptimizerSpec) -> None:
                 spec.hessian_refresh(sub, closure)
         closure()
         for sub in (first, second):
-            sub.step(closure) if spec.requires_closure else sub.step()
+            sub.step(cast(Any, closure)) if spec.requires_closure else sub.step()
     state_apart = _state_of(first, apart[:2]) + _state_of(second, apart[2:])
-    _assert_same(together, apart, _state_of(optimizer, together), state_apart, f"{spec.name}: per-group hyper-parameters")
+    _assert_same(
+        together,
+        apart,
+        _state_of(optimizer, together),
+        state_apart,
+        f"{spec.name}: per-group hyper-parameters",
+    )
 
     # A group with lr=0 next to a moving group: its params must not move.
     problem = TinyConvNet(torch.float64)
@@ -339,7 +377,9 @@ def check_add_param_group(spec: OptimizerSpec) -> None:
         optimizer.add_param_group({"params": [extra], "lr": -1.0})
     except ValueError as error:
         if "lr" not in str(error):
-            raise AssertionError(f"{spec.name}: add_param_group(lr=-1) error does not name lr: {error}") from None
+            raise AssertionError(
+                f"{spec.name}: add_param_group(lr=-1) error does not name lr: {error}"
+            ) from None
     else:
         raise AssertionError(f"{spec.name}: add_param_group accepted lr=-1.0")
 
@@ -351,16 +391,28 @@ def check_no_grad_step_is_noop(spec: OptimizerSpec) -> None:
     optimizer = _make(spec, params, _configs(spec)[0])
     before = [p.detach().clone() for p in params]
     optimizer.step() if not spec.requires_closure else None
-    if any(not torch.equal(p.detach(), b) for p, b in zip(params, before, strict=True)) or len(optimizer.state):
+    if any(not torch.equal(p.detach(), b) for p, b in zip(params, before, strict=True)) or len(
+        optimizer.state
+    ):
         raise AssertionError(f"{spec.name}: a step with no gradients changed params or state")
     _train(spec, optimizer, problem, params, range(2))
     before = [p.detach().clone() for p in params]
-    state_before = [{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()} for s in _state_of(optimizer, params)]
+    state_before = [
+        {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
+        for s in _state_of(optimizer, params)
+    ]
     for param in params:
         param.grad = None
     if not spec.requires_closure:
         optimizer.step()
-    _assert_same(params, before, _state_of(optimizer, params), state_before, f"{spec.name}: no-grad step", exact=True)
+    _assert_same(
+        params,
+        before,
+        _state_of(optimizer, params),
+        state_before,
+        f"{spec.name}: no-grad step",
+        exact=True,
+    )
 
 
 def check_deepcopy_and_repr(spec: OptimizerSpec) -> None:
@@ -373,17 +425,33 @@ def check_deepcopy_and_repr(spec: OptimizerSpec) -> None:
     if not optimizer.state:
         raise AssertionError(f"{spec.name}: state is empty after two steps")
     clone = copy.deepcopy(optimizer)
-    clone_params = clone.param_groups[0]["params"] + [p for g in clone.param_groups[1:] for p in g["params"]]
+    clone_params = clone.param_groups[0]["params"] + [
+        p for g in clone.param_groups[1:] for p in g["params"]
+    ]
     if any(cp is p for cp, p in zip(clone_params, params, strict=True)):
         raise AssertionError(f"{spec.name}: deepcopy shares params with the original")
     for attr in ("defaults", "skipped_steps"):
         if hasattr(optimizer, attr) and getattr(clone, attr) != getattr(optimizer, attr):
             raise AssertionError(f"{spec.name}: deepcopy changed {attr}")
-    _assert_same(clone_params, params, _state_of(clone, clone_params), _state_of(optimizer, params), f"{spec.name}: deepcopy", exact=True)
+    _assert_same(
+        clone_params,
+        params,
+        _state_of(clone, clone_params),
+        _state_of(optimizer, params),
+        f"{spec.name}: deepcopy",
+        exact=True,
+    )
     for step in range(2, 4):
         _run_step(spec, optimizer, problem, params, step)
         _run_step(spec, clone, problem, clone_params, step)
-    _assert_same(clone_params, params, _state_of(clone, clone_params), _state_of(optimizer, params), f"{spec.name}: deepcopy then step", exact=True)
+    _assert_same(
+        clone_params,
+        params,
+        _state_of(clone, clone_params),
+        _state_of(optimizer, params),
+        f"{spec.name}: deepcopy then step",
+        exact=True,
+    )
     text = repr(optimizer)
     if type(optimizer).__name__ not in text:
         raise AssertionError(f"{spec.name}: repr does not name the class: {text}")
@@ -397,9 +465,13 @@ def _expect(error: ErrorInput, call: Callable[[], Any], what: str) -> None:
         call()
     except error.error as raised:
         if not re.search(error.match, str(raised)):
-            raise AssertionError(f"{what}: message {str(raised)!r} does not match {error.match!r}") from None
+            raise AssertionError(
+                f"{what}: message {str(raised)!r} does not match {error.match!r}"
+            ) from None
     except Exception as raised:
-        raise AssertionError(f"{what}: raised {type(raised).__name__}({raised}), expected {error.error}") from None
+        raise AssertionError(
+            f"{what}: raised {type(raised).__name__}({raised}), expected {error.error}"
+        ) from None
     else:
         raise AssertionError(f"{what}: did not raise {error.error}")
 
@@ -412,15 +484,18 @@ def check_error_inputs(spec: OptimizerSpec) -> None:
     def params() -> list[torch.Tensor]:
         return [torch.zeros(2, 3, requires_grad=True)]
 
+    def construct(kwargs: dict[str, Any]) -> Callable[[], Any]:
+        return lambda: _make(spec, params(), config, **kwargs)
+
+    def construct_group(kwargs: dict[str, Any]) -> Callable[[], Any]:
+        return lambda: _make(spec, [{"params": params(), **kwargs}], config)
+
     for error in spec.error_inputs:
-        _expect(error, lambda e=error: _make(spec, params(), config, **e.kwargs), f"{spec.name}{error.kwargs}")
-        if not spec.validates_group_overrides:
-            continue
-        _expect(
-            error,
-            lambda e=error: _make(spec, [{"params": params(), **e.kwargs}], config),
-            f"{spec.name} group override {error.kwargs}",
-        )
+        _expect(error, construct(error.kwargs), f"{spec.name}{error.kwargs}")
+        if spec.validates_group_overrides:
+            _expect(
+                error, construct_group(error.kwargs), f"{spec.name} group override {error.kwargs}"
+            )
     common = [
         ErrorInput({"lr": torch.tensor([0.1, 0.2])}, ValueError, r"lr.*1.element"),
         ErrorInput({"unknown_flag": 1}, TypeError, r"unknown_flag"),
@@ -428,27 +503,37 @@ def check_error_inputs(spec: OptimizerSpec) -> None:
     if "foreach" in spec.supported_impls and "fused" in spec.supported_impls:
         common.append(ErrorInput({"foreach": True, "fused": True}, ValueError, r"fused.*foreach"))
     for error in common:
-        _expect(error, lambda e=error: _make(spec, params(), config, **e.kwargs), f"{spec.name}{error.kwargs}")
+        _expect(error, construct(error.kwargs), f"{spec.name}{error.kwargs}")
     _expect(
         ErrorInput({}, TypeError, r"Tensor|iterable"),
         lambda: _make(spec, torch.zeros(2, requires_grad=True), config),
         f"{spec.name}: a bare tensor as params",
     )
     non_leaf = torch.zeros(2, requires_grad=True) * 2
-    _expect(ErrorInput({}, ValueError, r"leaf"), lambda: _make(spec, [non_leaf], config), f"{spec.name}: non-leaf param")
+    _expect(
+        ErrorInput({}, ValueError, r"leaf"),
+        lambda: _make(spec, [non_leaf], config),
+        f"{spec.name}: non-leaf param",
+    )
     if not spec.supports_complex:
         _expect(
             ErrorInput({}, TypeError, r"complex"),
-            lambda: _make(spec, [torch.zeros(2, dtype=torch.complex64, requires_grad=True)], config),
+            lambda: _make(
+                spec, [torch.zeros(2, dtype=torch.complex64, requires_grad=True)], config
+            ),
             f"{spec.name}: complex param",
         )
     if not spec.supports_sparse and not spec.requires_closure:
         weight = torch.zeros(4, 3, requires_grad=True)
         optimizer = _make(spec, [weight], config)
-        weight.grad = torch.sparse_coo_tensor([[0, 2]], torch.ones(2, 3), (4, 3))
+        weight.grad = torch.sparse_coo_tensor(torch.tensor([[0, 2]]), torch.ones(2, 3), (4, 3))
         # gradkit raises TypeError; torch.optim raises RuntimeError, also a clear error.
-        expected: Any = TypeError if issubclass(spec.cls, GradkitOptimizer) else (TypeError, RuntimeError)
-        _expect(ErrorInput({}, expected, r"sparse"), optimizer.step, f"{spec.name}: sparse gradient")
+        expected: Any = (
+            TypeError if issubclass(spec.cls, GradkitOptimizer) else (TypeError, RuntimeError)
+        )
+        _expect(
+            ErrorInput({}, expected, r"sparse"), optimizer.step, f"{spec.name}: sparse gradient"
+        )
 
 
 def check_nonfinite_policy(spec: OptimizerSpec) -> None:
@@ -464,7 +549,8 @@ def check_nonfinite_policy(spec: OptimizerSpec) -> None:
             _train(spec, optimizer, problem, params, range(2))
             before = [p.detach().clone() for p in params]
             state_before = [
-                {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()} for s in _state_of(optimizer, params)
+                {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
+                for s in _state_of(optimizer, params)
             ]
             problem.closure(params, 2)()
             assert params[2].grad is not None
@@ -478,9 +564,18 @@ def check_nonfinite_policy(spec: OptimizerSpec) -> None:
             else:
                 optimizer.step()
             if policy in ("raise", "skip"):
-                _assert_same(params, before, _state_of(optimizer, params), state_before, f"{spec.name} nonfinite={policy}", exact=True)
+                _assert_same(
+                    params,
+                    before,
+                    _state_of(optimizer, params),
+                    state_before,
+                    f"{spec.name} nonfinite={policy}",
+                    exact=True,
+                )
             elif torch.isfinite(params[2].detach()).all():
-                raise AssertionError(f"{spec.name}: nonfinite='ignore' did not apply the non-finite step")
+                raise AssertionError(
+                    f"{spec.name}: nonfinite='ignore' did not apply the non-finite step"
+                )
             if policy == "skip" and getattr(optimizer, "skipped_steps", None) != 1:
                 raise AssertionError(f"{spec.name}: skipped_steps is not 1 after a skipped step")
 
@@ -501,15 +596,19 @@ def check_closure(spec: OptimizerSpec) -> None:
         spec.hessian_refresh(optimizer, problem.closure(params, 0))
         calls.clear()
     before = params[2].detach().clone()
-    loss = optimizer.step(closure)
+    loss = optimizer.step(cast(Any, closure))
     if not isinstance(loss, torch.Tensor) or calls != [True]:
-        raise AssertionError(f"{spec.name}: step(closure) returned {loss!r}; closure calls (grad enabled) {calls}")
+        raise AssertionError(
+            f"{spec.name}: step(closure) returned {loss!r}; closure calls (grad enabled) {calls}"
+        )
     if torch.equal(before, params[2].detach()):
         raise AssertionError(f"{spec.name}: step(closure) did not move the params")
 
 
 # ---------------------------------------------------------------------------- entry points
-def conformance_checks(spec: OptimizerSpec, *, fused: bool = True) -> list[tuple[str, Callable[[], None]]]:
+def conformance_checks(
+    spec: OptimizerSpec, *, fused: bool = True
+) -> list[tuple[str, Callable[[], None]]]:
     """``(name, check)`` pairs for ``spec``; each ``check()`` raises ``AssertionError`` on failure.
 
     Args:
@@ -532,7 +631,12 @@ def conformance_checks(spec: OptimizerSpec, *, fused: bool = True) -> list[tuple
         ("closure", lambda: check_closure(spec)),
     ]
     if fused and "fused" in spec.supported_impls:
-        checks.append(("fused_matches_forloop", lambda: check_impl_matches_forloop(spec, "fused", _configs(spec)[:1])))
+        checks.append(
+            (
+                "fused_matches_forloop",
+                lambda: check_impl_matches_forloop(spec, "fused", _configs(spec)[:1]),
+            )
+        )
     return checks
 
 

@@ -19,7 +19,9 @@ class TinyConvNet:
     a zero-size gradient.
     """
 
-    def __init__(self, dtype: torch.dtype = torch.float64, *, contiguous: bool = True, seed: int = 0):
+    def __init__(
+        self, dtype: torch.dtype = torch.float64, *, contiguous: bool = True, seed: int = 0
+    ):
         gen = torch.Generator().manual_seed(seed)
 
         def randn(*shape: int) -> torch.Tensor:
@@ -29,8 +31,9 @@ class TinyConvNet:
         conv_b = randn(3) * 0.1
         lin_w = randn(48, 4).t() * 0.2 if not contiguous else randn(4, 48) * 0.2
         lin_b = randn(4) * 0.1
+        scale = torch.tensor(0.1, dtype=dtype)
         empty = torch.zeros(0, dtype=dtype)
-        self.params = [t.requires_grad_() for t in (conv_w, conv_b, lin_w, lin_b, empty)]
+        self.params = [t.requires_grad_() for t in (conv_w, conv_b, lin_w, lin_b, scale, empty)]
         self.batches = [(randn(8, 2, 6, 6), randn(8, 4)) for _ in range(3)]
 
     def clone_params(self) -> list[torch.Tensor]:
@@ -44,10 +47,10 @@ class TinyConvNet:
 
     def loss(self, params: list[torch.Tensor], step: int) -> torch.Tensor:
         """The loss of ``params`` on batch ``step % 3``."""
-        conv_w, conv_b, lin_w, lin_b, empty = params
+        conv_w, conv_b, lin_w, lin_b, scale, empty = params
         x, y = self.batches[step % len(self.batches)]
         hidden = torch.tanh(F.conv2d(x, conv_w, conv_b)).flatten(1)
-        out = hidden @ lin_w.t() + lin_b
+        out = hidden @ lin_w.t() + lin_b + scale
         return F.mse_loss(out, y) + empty.sum()
 
     def closure(self, params: list[torch.Tensor], step: int) -> Callable[[], torch.Tensor]:
