@@ -53,7 +53,9 @@ def _grads(params: list[torch.Tensor], scale_invariant: bool, seed: int = 1) -> 
         grad = torch.randn(param.shape, generator=gen) * 1e-3
         if scale_invariant and param.ndim > 1:
             weight = param.detach()
-            coef = (grad * weight).sum(dim=1, keepdim=True) / (weight * weight).sum(dim=1, keepdim=True)
+            coef = (grad * weight).sum(dim=1, keepdim=True) / (weight * weight).sum(
+                dim=1, keepdim=True
+            )
             grad = grad - coef * weight
         grads.append(grad)
     return grads
@@ -87,7 +89,11 @@ def measure(case: Case, smoke: bool, steps: int, warmup: int) -> tuple[float, fl
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
     quartiles = statistics.quantiles(times, n=4)
-    return median * 1e3, (quartiles[2] - quartiles[0]) / median, _state_bytes_per_param(optimizer, params)
+    return (
+        median * 1e3,
+        (quartiles[2] - quartiles[0]) / median,
+        _state_bytes_per_param(optimizer, params),
+    )
 
 
 def cases(smoke: bool) -> list[Case]:
@@ -124,35 +130,65 @@ def cases(smoke: bool) -> list[Case]:
         result.append(Case(f"pytorch_optimizer {name}", theirs[name]))
     for impl, kwargs in impls:
         result.append(
-            Case(f"gradkit AdamP {impl} (scale-invariant)", lambda p, k=kwargs: ours["AdamP"](p, **k), scale_invariant=True)
+            Case(
+                f"gradkit AdamP {impl} (scale-invariant)",
+                lambda p, k=kwargs: ours["AdamP"](p, **k),
+                scale_invariant=True,
+            )
         )
-    result.append(Case("pytorch_optimizer AdamP (scale-invariant)", theirs["AdamP"], scale_invariant=True))
+    result.append(
+        Case("pytorch_optimizer AdamP (scale-invariant)", theirs["AdamP"], scale_invariant=True)
+    )
     import adamp
 
-    result.append(Case("adamp AdamP (scale-invariant)", lambda p: adamp.AdamP(p, lr=1e-3, weight_decay=1e-2), scale_invariant=True))
+    result.append(
+        Case(
+            "adamp AdamP (scale-invariant)",
+            lambda p: adamp.AdamP(p, lr=1e-3, weight_decay=1e-2),
+            scale_invariant=True,
+        )
+    )
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny params, 3 steps, no compilation")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per case (default 30, smoke 3)")
-    parser.add_argument("--only", default="", help="comma-separated substrings: run only matching cases")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="timed steps per case (default 30, smoke 3)"
+    )
+    parser.add_argument(
+        "--only", default="", help="comma-separated substrings: run only matching cases"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     steps = args.steps or (3 if args.smoke else 30)
     warmup = 1 if args.smoke else 3
-    malloc = {k: os.environ.get(k, "default") for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, malloc {malloc}, steps {steps}, smoke={args.smoke}")
-    print(f"{'case':<46} {'ms/step':>9} {'spread':>7} {'× AdamW foreach':>16} {'state B/param':>14}")
+    malloc = {
+        k: os.environ.get(k, "default")
+        for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+    }
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, malloc {malloc}, steps {steps}, smoke={args.smoke}"
+    )
+    print(
+        f"{'case':<46} {'ms/step':>9} {'spread':>7} {'× AdamW foreach':>16} {'state B/param':>14}"
+    )
     baseline = None
     wanted = [w for w in args.only.split(",") if w]
     for case in cases(args.smoke):
-        if wanted and case.label != "torch AdamW foreach" and not any(w in case.label for w in wanted):
+        if (
+            wanted
+            and case.label != "torch AdamW foreach"
+            and not any(w in case.label for w in wanted)
+        ):
             continue
         ms, spread, state = measure(case, args.smoke, steps, warmup)
         baseline = baseline or ms
-        print(f"{case.label:<46} {ms:9.2f} {spread:7.0%} {ms / baseline:16.2f} {state:14.1f}", flush=True)
+        print(
+            f"{case.label:<46} {ms:9.2f} {spread:7.0%} {ms / baseline:16.2f} {state:14.1f}",
+            flush=True,
+        )
     return 0
 
 
