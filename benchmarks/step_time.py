@@ -106,7 +106,7 @@ def cases(smoke: bool) -> list[Case]:
         Case("torch AdamW fused", lambda p: torch.optim.AdamW(p, lr=1e-3, fused=True)),
         Case(
             "torch AdamW torch.compile(step)",
-            lambda p: torch.optim.AdamW(p, lr=torch.tensor(1e-3), foreach=False),
+            lambda p: torch.optim.AdamW(p, lr=1e-3, foreach=True),
             compile_step=True,
         ),
     ]
