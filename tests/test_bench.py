@@ -275,6 +275,7 @@ def test_compare_on_a_user_model(tmp_path: Path) -> None:
         "optimizer_kwargs": {"adamp": {"weight_decay": 1e-4}},
         "eval_fn": evaluate,
         "task": "toy",
+        "num_threads": 1,  # two threads crawl when the test runs beside other jobs
     }
     res = compare(_model, loader, torch.nn.functional.cross_entropy, out=tmp_path / "rep", **kwargs)
     assert [(r.task, r.method, r.seed) for r in res.records] == [

@@ -176,7 +176,8 @@ def compare(
         >>> def mse(out, target):
         ...     return torch.nn.functional.mse_loss(out.squeeze(-1), target)
         >>> res = compare(lambda: torch.nn.Linear(3, 1), batches, mse,
-        ...               optimizers=["sgd", "adam"], steps=60, seeds=2, lr=0.05)
+        ...               optimizers=["sgd", "adam"], steps=60, seeds=2, lr=0.05,
+        ...               num_threads=1)
         >>> [(r.method, r.seed) for r in res.records]
         [('sgd', 0), ('sgd', 1), ('adam', 0), ('adam', 1)]
         >>> all(r.final_loss < r.curve[0] for r in res.records)
