@@ -50,13 +50,16 @@ def compiled_step(
         eager: what to run instead if compilation fails (the for-loop reference).
         backend: the ``torch.compile`` backend (tests pass a failing one).
     """
-    compiled = torch.compile(fn, dynamic=False, backend=backend)
+    compiled: Callable[..., None] | None = None  # built on first use: importing dynamo is slow
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> None:
+        nonlocal compiled
         if name in _FALLBACK:
             eager(*args, **kwargs)
             return
+        if compiled is None:
+            compiled = torch.compile(fn, dynamic=False, backend=backend)
         try:
             compiled(*[_lift_0d(arg) for arg in args], **kwargs)
         except Exception as error:  # compiler missing or broken: fall back loudly
