@@ -74,3 +74,39 @@ def test_group_override_is_validated() -> None:
         DiffGrad([w], nonfinite="warn")
     with pytest.raises(TypeError, match=r"Invalid maximize: 1 \(expected a bool"):
         DiffGrad([w], maximize=1)
+
+
+def test_foreach_chunks_cover_every_tensor_once() -> None:
+    from gradkit.optim._foreach import foreach_chunks
+
+    tensors = [
+        torch.zeros(n, dtype=dtype)
+        for n, dtype in [
+            (300, torch.float32),
+            (5, torch.float64),
+            (1, torch.float32),
+            (700, torch.float32),
+            (0, torch.float32),
+        ]
+    ]
+    doubled = [t + 1 for t in tensors]
+    seen = []
+    for (chunk, twin), indices in foreach_chunks([tensors, doubled], chunk_bytes=1024):
+        assert len({t.dtype for t in chunk}) == 1
+        assert all(
+            c is tensors[i] and d is doubled[i]
+            for c, d, i in zip(chunk, twin, indices, strict=True)
+        )
+        seen.extend(indices)
+    assert sorted(seen) == list(range(len(tensors)))
+
+
+@pytest.mark.parametrize("name", ["diffgrad", "adabelief", "adamp", "sgdp"])
+def test_foreach_matches_forloop_when_chunked(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every foreach path gives the for-loop's result when its lists are split into chunks."""
+    from gradkit.optim import _foreach
+    from gradkit.registry import get_optimizer
+    from gradkit.testing._conformance import check_impl_matches_forloop
+
+    monkeypatch.setattr(_foreach, "CHUNK_BYTES", 200)
+    check_impl_matches_forloop(get_optimizer(name), "foreach")

@@ -108,6 +108,7 @@ import torch
 from gradkit.optim import _validation as check
 from gradkit.optim._base import GradkitOptimizer, ParamsT
 from gradkit.optim._compile import compiled_step, per_tensor, scalar_tensor
+from gradkit.optim._foreach import foreach_chunks
 
 __all__ = ["AdaBelief", "adabelief"]
 
@@ -278,15 +279,11 @@ def _multi_tensor_adabelief(
     lists: list[list[torch.Tensor]] = [params, grads, exp_avgs, exp_avg_vars]
     if amsgrad:
         lists.append(max_exp_avg_vars)
-    grouped = torch.optim.Optimizer._group_tensors_by_device_and_dtype(
-        lists,  # type: ignore[arg-type]
-        with_indices=True,
-    )
-    for dev_lists, indices in grouped.values():
-        p: list[torch.Tensor] = dev_lists[0]  # type: ignore[assignment]
-        g: list[torch.Tensor] | tuple[torch.Tensor, ...] = dev_lists[1]  # type: ignore[assignment]
-        m: list[torch.Tensor] = dev_lists[2]  # type: ignore[assignment]
-        s: list[torch.Tensor] = dev_lists[3]  # type: ignore[assignment]
+    for dev_lists, indices in foreach_chunks(lists):
+        p: list[torch.Tensor] = dev_lists[0]
+        g: list[torch.Tensor] | tuple[torch.Tensor, ...] = dev_lists[1]
+        m: list[torch.Tensor] = dev_lists[2]
+        s: list[torch.Tensor] = dev_lists[3]
         upcast = p[0].dtype in _UPCAST_DTYPES
         # float16: work on float32 copies (the state is float32), round back at the end.
         work = [x.float() for x in p] if upcast else p
@@ -319,7 +316,7 @@ def _multi_tensor_adabelief(
         torch._foreach_add_(s, eps)
         second = s
         if amsgrad:
-            s_max: list[torch.Tensor] = dev_lists[4]  # type: ignore[assignment]
+            s_max: list[torch.Tensor] = dev_lists[4]
             torch._foreach_maximum_(s_max, s)
             if not rectify:
                 second = s_max

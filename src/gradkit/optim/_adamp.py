@@ -86,6 +86,7 @@ import torch
 from gradkit.optim import _validation as check
 from gradkit.optim._base import GradkitOptimizer, ParamsT
 from gradkit.optim._compile import compiled_step, per_tensor, scalar_tensor
+from gradkit.optim._foreach import foreach_chunks
 from gradkit.transforms import radial_projection
 
 __all__ = ["SGDP", "AdamP", "adamp", "sgdp"]
@@ -227,15 +228,13 @@ def _multi_tensor_adamp(
     nesterov: bool,
     maximize: bool,
 ) -> None:
-    grouped = torch.optim.Optimizer._group_tensors_by_device_and_dtype(
-        [params, grads, exp_avgs, exp_avg_sqs],  # type: ignore[list-item]
-        with_indices=True,
-    )
-    for (dev_params, dev_grads, dev_exp_avgs, dev_exp_avg_sqs), indices in grouped.values():
-        p: list[torch.Tensor] = dev_params  # type: ignore[assignment]
-        g: list[torch.Tensor] = dev_grads  # type: ignore[assignment]
-        m: list[torch.Tensor] = dev_exp_avgs  # type: ignore[assignment]
-        v: list[torch.Tensor] = dev_exp_avg_sqs  # type: ignore[assignment]
+    for (dev_params, dev_grads, dev_exp_avgs, dev_exp_avg_sqs), indices in foreach_chunks(
+        [params, grads, exp_avgs, exp_avg_sqs]
+    ):
+        p: list[torch.Tensor] = dev_params
+        g: list[torch.Tensor] = dev_grads
+        m: list[torch.Tensor] = dev_exp_avgs
+        v: list[torch.Tensor] = dev_exp_avg_sqs
         bc1s, sqrt_bc2s = _bias_corrections(beta1, beta2, [steps[i] for i in indices])
         if maximize:
             g = list(torch._foreach_neg(g))
@@ -443,14 +442,10 @@ def _multi_tensor_sgdp(
     project_buffer: bool,
     maximize: bool,
 ) -> None:
-    grouped = torch.optim.Optimizer._group_tensors_by_device_and_dtype(
-        [params, grads, momentum_buffers],  # type: ignore[list-item]
-        with_indices=False,
-    )
-    for (dev_params, dev_grads, dev_bufs), _ in grouped.values():
-        p: list[torch.Tensor] = dev_params  # type: ignore[assignment]
-        g: list[torch.Tensor] = dev_grads  # type: ignore[assignment]
-        bufs: list[torch.Tensor] = dev_bufs  # type: ignore[assignment]
+    for (dev_params, dev_grads, dev_bufs), _ in foreach_chunks([params, grads, momentum_buffers]):
+        p: list[torch.Tensor] = dev_params
+        g: list[torch.Tensor] = dev_grads
+        bufs: list[torch.Tensor] = dev_bufs
         if maximize:
             g = list(torch._foreach_neg(g))
         torch._foreach_mul_(bufs, momentum)

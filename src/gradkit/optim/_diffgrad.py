@@ -48,6 +48,7 @@ import torch
 from gradkit.optim import _validation as check
 from gradkit.optim._base import GradkitOptimizer, ParamsT
 from gradkit.optim._compile import compiled_step, per_tensor, scalar_tensor
+from gradkit.optim._foreach import foreach_chunks
 
 __all__ = ["DiffGrad", "diffgrad"]
 
@@ -138,22 +139,12 @@ def _multi_tensor_diffgrad(
     weight_decay: float,
     maximize: bool,
 ) -> None:
-    grouped = torch.optim.Optimizer._group_tensors_by_device_and_dtype(
-        [params, grads, exp_avgs, exp_avg_sqs, previous_grads],  # type: ignore[list-item]
-        with_indices=True,
-    )
-    for (
-        dev_params,
-        dev_grads,
-        dev_exp_avgs,
-        dev_exp_avg_sqs,
-        dev_prev,
-    ), indices in grouped.values():
-        p: list[torch.Tensor] = dev_params  # type: ignore[assignment]
-        g: list[torch.Tensor] = dev_grads  # type: ignore[assignment]
-        m: list[torch.Tensor] = dev_exp_avgs  # type: ignore[assignment]
-        v: list[torch.Tensor] = dev_exp_avg_sqs  # type: ignore[assignment]
-        prev: list[torch.Tensor] = dev_prev  # type: ignore[assignment]
+    # Chunked for cache locality (see _foreach.py). The friction is built in place in the
+    # previous-gradient buffer, which is overwritten with the new gradient at the end, so the
+    # only temporary is the denominator.
+    for (p, g, m, v, prev), indices in foreach_chunks(
+        [params, grads, exp_avgs, exp_avg_sqs, previous_grads]
+    ):
         if maximize:
             g = list(torch._foreach_neg(g))
         if weight_decay != 0:
@@ -162,20 +153,15 @@ def _multi_tensor_diffgrad(
         torch._foreach_add_(m, g, alpha=1 - beta1)
         torch._foreach_mul_(v, beta2)
         torch._foreach_addcmul_(v, g, g, value=1 - beta2)
+        torch._foreach_sub_(prev, g)
+        torch._foreach_abs_(prev)
+        torch._foreach_sigmoid_(prev)  # = 1/(1 + exp(-|g_prev - g|)), the friction ξ
+        torch._foreach_mul_(prev, m)
         denom = torch._foreach_sqrt(v)
         torch._foreach_add_(denom, eps)
-        friction = torch._foreach_sub(prev, g)
-        torch._foreach_abs_(friction)
-        torch._foreach_neg_(friction)
-        torch._foreach_exp_(friction)
-        torch._foreach_add_(friction, 1.0)
-        torch._foreach_reciprocal_(friction)
-        torch._foreach_copy_(prev, g)
-        torch._foreach_mul_(friction, m)
-        torch._foreach_div_(friction, denom)
         step_sizes = _step_sizes(lr, beta1, beta2, [steps[i] for i in indices])
-        torch._foreach_mul_(friction, step_sizes)
-        torch._foreach_sub_(p, friction)
+        torch._foreach_addcdiv_(p, prev, denom, [-size for size in step_sizes])
+        torch._foreach_copy_(prev, g)
 
 
 def _fused_loop(
