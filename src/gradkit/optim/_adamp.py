@@ -306,13 +306,6 @@ def _fused_adamp_loop(
 _compiled_adamp = compiled_step("AdamP", _fused_adamp_loop, _fused_adamp_loop)
 
 
-def _scalars_as_1d(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """0-d tensors as 1-element views (same storage). torch 2.13's ``torch.compile`` drops the
-    in-place updates of 0-d tensors passed inside a list, so the fused path never hands it one;
-    1-element tensors are not projected either, so the update is unchanged."""
-    return [t.view(1) if t.ndim == 0 else t for t in tensors]
-
-
 def adamp(
     params: list[torch.Tensor],
     grads: list[torch.Tensor],
@@ -343,7 +336,7 @@ def adamp(
         like = params[0]
         bc1s, sqrt_bc2s = _bias_corrections(beta1, beta2, steps)
         _compiled_adamp(
-            *map(_scalars_as_1d, (params, grads, exp_avgs, exp_avg_sqs)),
+            params, grads, exp_avgs, exp_avg_sqs,
             per_tensor(bc1s, like), per_tensor(sqrt_bc2s, like),
             scalar_tensor(lr, like), scalar_tensor(beta1, like), scalar_tensor(beta2, like),
             scalar_tensor(eps, like), scalar_tensor(weight_decay, like),
@@ -528,7 +521,7 @@ def sgdp(
     if impl == "fused":
         like = params[0]
         _compiled_sgdp(
-            *map(_scalars_as_1d, (params, grads, momentum_buffers)),
+            params, grads, momentum_buffers,
             scalar_tensor(lr, like), scalar_tensor(momentum, like), scalar_tensor(dampening, like),
             scalar_tensor(eps, like), scalar_tensor(weight_decay, like),
             scalar_tensor(delta, like), scalar_tensor(wd_ratio, like),

@@ -155,7 +155,9 @@ def radial_projection(
     """
     if not _projectable(param):
         return update, 1.0
-    if param.device.type == "cpu" and not torch.compiler.is_compiling():
+    if torch.compiler.is_compiling():
+        return _single_pass(param, grad, update, delta=delta, wd_ratio=wd_ratio, eps=eps)
+    if param.device.type == "cpu":
         return _branching(param, grad, update, delta=delta, wd_ratio=wd_ratio, eps=eps)
     return _branch_free(param, grad, update, delta=delta, wd_ratio=wd_ratio, eps=eps)
 
@@ -233,3 +235,40 @@ def _branch_free(
     # Exact: on ∈ {0, 1}, so this is wd_ratio or 1 with no rounding.
     ratio = on * wd_ratio + (1.0 - on)
     return result, ratio
+
+
+def _single_pass(
+    param: torch.Tensor,
+    grad: torch.Tensor,
+    update: torch.Tensor,
+    *,
+    delta: Scalar,
+    wd_ratio: Scalar,
+    eps: Scalar,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Branch-free, from per-row sums only (used inside ``torch.compile``).
+
+    Everything both views need is four row reductions, ``ΣW², ΣG², ΣGW, ΣWU``, that Inductor
+    computes in one pass together with the update itself; the layer view sums them over rows.
+    Then ``cos = ΣGW / (max(‖G‖, ε)·max(‖W‖, ε))`` (equal to the normalise-first cosine) and
+    ``U − W·ΣWU/(‖W‖+ε)²`` (equal to ``U − Ŵ⟨Ŵ, U⟩``). The values agree with the other
+    strategies up to rounding; the fused optimizers' tests compare them with the for-loop.
+    """
+    rows = param.shape[0]
+    w, g, u = param.reshape(rows, -1), grad.reshape(rows, -1), update.reshape(rows, -1)
+    ww, gg = (w * w).sum(1, keepdim=True), (g * g).sum(1, keepdim=True)
+    gw, wu = (g * w).sum(1, keepdim=True), (w * u).sum(1, keepdim=True)
+    w_norm, g_norm = ww.sqrt(), gg.sqrt()
+    cosine = gw / (g_norm.clamp_min(eps) * w_norm.clamp_min(eps))
+    channel = cosine.abs().amax() < delta / math.sqrt(w.shape[1])
+    w_norm_all = ww.sum().sqrt()
+    cosine_all = gw.sum() / (gg.sum().sqrt().clamp_min(eps) * w_norm_all.clamp_min(eps))
+    layer = cosine_all.abs() < delta / math.sqrt(param.numel())
+    radial_channel = wu / (w_norm + eps) ** 2
+    radial_layer = wu.sum() / (w_norm_all + eps) ** 2
+    zero = torch.zeros_like(radial_channel)
+    radial = torch.where(channel, radial_channel, torch.where(layer, radial_layer, zero))
+    fired = channel | layer
+    dtype = wd_ratio.dtype if isinstance(wd_ratio, torch.Tensor) else torch.float64
+    on = fired.to(dtype)
+    return (u - w * radial).reshape(param.shape), on * wd_ratio + (1.0 - on)
