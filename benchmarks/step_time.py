@@ -96,7 +96,7 @@ def measure(case: Case, smoke: bool, steps: int, warmup: int) -> tuple[float, fl
     )
 
 
-def cases(smoke: bool) -> list[Case]:
+def cases(smoke: bool, nonfinite: str = "raise") -> list[Case]:
     import pytorch_optimizer as po
 
     from gradkit.optim import SGDP, AdaBelief, AdamP, DiffGrad
@@ -111,10 +111,12 @@ def cases(smoke: bool) -> list[Case]:
         ),
     ]
     ours = {
-        "DiffGrad": lambda p, **k: DiffGrad(p, lr=1e-3, **k),
-        "AdaBelief": lambda p, **k: AdaBelief(p, lr=1e-3, **k),
-        "AdamP": lambda p, **k: AdamP(p, lr=1e-3, weight_decay=1e-2, **k),
-        "SGDP": lambda p, **k: SGDP(p, lr=1e-2, momentum=0.9, weight_decay=1e-5, **k),
+        "DiffGrad": lambda p, **k: DiffGrad(p, lr=1e-3, nonfinite=nonfinite, **k),
+        "AdaBelief": lambda p, **k: AdaBelief(p, lr=1e-3, nonfinite=nonfinite, **k),
+        "AdamP": lambda p, **k: AdamP(p, lr=1e-3, weight_decay=1e-2, nonfinite=nonfinite, **k),
+        "SGDP": lambda p, **k: SGDP(
+            p, lr=1e-2, momentum=0.9, weight_decay=1e-5, nonfinite=nonfinite, **k
+        ),
     }
     theirs = {
         "DiffGrad": lambda p: po.DiffGrad(p, lr=1e-3),
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     baseline = None
     wanted = [w for w in args.only.split(",") if w]
-    for case in cases(args.smoke):
+    for case in cases(args.smoke, args.nonfinite):
         if (
             wanted
             and case.label != "torch AdamW foreach"
