@@ -22,6 +22,7 @@ __all__ = ["Suite", "get_suite", "register_suite", "suite_names"]
 #: Suite name → module that defines ``SUITE``. One line per suite.
 _SUITE_MODULES: dict[str, str] = {
     "default": "gradkit.bench.suites.default",
+    "mtl": "gradkit.bench.suites.mtl",
 }
 
 #: Suites registered at run time with :func:`register_suite`.

@@ -60,8 +60,7 @@ AGGREGATORS: dict[str, tuple[str, str, str]] = {
     "samgs": (
         "SAMGS",
         "similarity-aware momentum gradient surgery",
-        "Borsani et al., Gradient Similarity Surgery in Multi-Task Deep Learning, "
-        "ECML-PKDD 2025",
+        "Borsani et al., Gradient Similarity Surgery in Multi-Task Deep Learning, ECML-PKDD 2025",
     ),
     "gcond": (
         "GCond",
@@ -137,6 +136,7 @@ def build_aggregator(name: str, options: Mapping[str, Any]) -> tuple[Any, dict[s
     cls = aggregator_class(name)
     if cls is None:
         raise BenchConfigError(f"aggregator {name!r} is not available")
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(cls).parameters
     except (TypeError, ValueError):
@@ -158,7 +158,7 @@ def as_function(aggregator: Any) -> Callable[[torch.Tensor], torch.Tensor]:
 
         return resolve
     if callable(aggregator):
-        return aggregator  # type: ignore[no-any-return]
+        return aggregator
     raise TypeError(f"{type(aggregator).__name__} is neither callable nor accumulate/step")
 
 
@@ -168,4 +168,4 @@ def mtl_backward_function() -> Callable[..., Any]:
     fn = getattr(module, "mtl_backward", None) if module is not None else None
     if fn is None:
         raise BenchConfigError(f"{_MODULE}.mtl_backward is not available")
-    return fn  # type: ignore[no-any-return]
+    return fn

@@ -1,0 +1,351 @@
+"""The two-objective toy of CAGrad and Nash-MTL (spec B1): Adam on the aggregated gradient.
+
+Formulas (Cranial-XIX/CAGrad ``toy.py``, AvivNavon/nash-mtl ``experiments/toy/problem.py``),
+θ = (x1, x2), LOWER = 5e-6::
+
+    f1 = log(max(|0.5(−x1−7) − tanh(−x2)|, LOWER)) + 6
+    f2 = log(max(|0.5(−x1+3) + tanh(−x2) + 2|, LOWER)) + 6
+    c1 = max(tanh(0.5 x2), 0);   c2 = max(tanh(−0.5 x2), 0)
+    f1_sq = ((−x1+7)² + 0.1(−x2−8)²)/10 − 20
+    f2_sq = ((−x1−7)² + 0.1(−x2−8)²)/10 − 20
+    L1 = scale·(f1·c1 + f1_sq·c2);   L2 = f2·c1 + f2_sq·c2
+
+Two settings: ``toy_cagrad`` (scale 1, the CAGrad paper's three starts) and ``toy_nash`` (the
+imbalanced Nash-MTL setting, scale 0.1 on L1, five starts).
+
+Pareto set. For x2 < 0 (where both losses are far below their values for x2 > 0) the losses
+are c2(x2)·q_k(x1, x2) with quadratic q_k. A point is Pareto-stationary iff it minimises a
+weighted sum w1·L1/scale + w2·L2 with w ∝ (7 + x1, 7 − x1), which reduces to
+x2*(x1) = argmin_{x2} tanh(−x2/2)·((49 − x1²)/10 − 20 + 0.01(x2 + 8)²) for x1 ∈ [−7, 7]; the set
+does not depend on ``scale``. :func:`pareto_set` solves this 1-D problem by ternary search on a
+grid of x1 (spacing 0.005): x2*(0) = −8.3551 (the spec's average-loss optimum ≈ (0, −8.3552)), x2*(±7) =
+−8.4345. The distance of a point to the set is its distance to the nearest grid point (error
+below 0.003).
+
+Each run starts from every start point at once (one θ row per start; Adam is element-wise, so
+this is the same as separate runs) and uses one aggregator instance per start. The aggregator
+sees the 2×2 Jacobian of (L1, L2) at its start's θ and Adam steps on its output.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from gradkit.bench.errors import BenchConfigError
+from gradkit.bench.methods import Method
+from gradkit.bench.tasks.base import Outcome, Task
+from gradkit.bench.tasks.mtl_common import SINGLE_TASK, as_function, build_aggregator
+
+__all__ = [
+    "LOWER",
+    "TOY_SETTINGS",
+    "ToySetting",
+    "ToyTask",
+    "distance_to_pareto",
+    "pareto_set",
+    "toy_jacobian",
+    "toy_losses",
+]
+
+LOWER = 5e-6
+#: A run "reaches" the Pareto set when its final distance is below this.
+REACH_TOL = 0.1
+#: Trajectory points kept per start for the plots.
+TRAJECTORY_POINTS = 400
+
+
+def toy_losses(
+    theta: torch.Tensor, scale: float = 1.0, scale_both: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L1, L2) at ``theta[..., 0] = x1``, ``theta[..., 1] = x2`` (formulas in the module doc)."""
+    x1, x2 = theta[..., 0], theta[..., 1]
+    f1 = torch.log(torch.clamp(torch.abs(0.5 * (-x1 - 7) - torch.tanh(-x2)), min=LOWER)) + 6
+    f2 = torch.log(torch.clamp(torch.abs(0.5 * (-x1 + 3) + torch.tanh(-x2) + 2), min=LOWER)) + 6
+    c1 = torch.clamp(torch.tanh(0.5 * x2), min=0)
+    c2 = torch.clamp(torch.tanh(-0.5 * x2), min=0)
+    f1_sq = ((-x1 + 7) ** 2 + 0.1 * (-x2 - 8) ** 2) / 10 - 20
+    f2_sq = ((-x1 - 7) ** 2 + 0.1 * (-x2 - 8) ** 2) / 10 - 20
+    l1 = scale * (f1 * c1 + f1_sq * c2)
+    l2 = f2 * c1 + f2_sq * c2
+    return l1 * scale_both, l2 * scale_both
+
+
+def toy_jacobian(theta: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """∂(L1, L2)/∂(x1, x2) at each row of ``theta`` ``[..., 2]`` → ``[..., 2 (loss), 2 (x)]``.
+
+    Closed form of :func:`toy_losses`'s gradient with torch's autograd conventions at the kinks
+    (``clamp(t, min=m)`` passes the gradient where ``t >= m``; ``abs`` has gradient 0 at 0), so
+    it matches ``torch.autograd`` exactly; about 10× faster than autograd for the tiny toy.
+    """
+    x1, x2 = theta[..., 0], theta[..., 1]
+    t2 = np.tanh(x2)
+    th = np.tanh(0.5 * x2)
+    u1 = -0.5 * x1 - 3.5 + t2  # 0.5(−x1−7) − tanh(−x2)
+    u2 = -0.5 * x1 + 3.5 - t2  # 0.5(−x1+3) + tanh(−x2) + 2
+    a1, a2 = np.abs(u1), np.abs(u2)
+    f1 = np.log(np.maximum(a1, LOWER)) + 6
+    f2 = np.log(np.maximum(a2, LOWER)) + 6
+    # d log(max(|u|, LOWER)) / du
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k1 = np.where(a1 >= LOWER, np.sign(u1) / np.where(a1 > 0, a1, 1.0), 0.0)
+        k2 = np.where(a2 >= LOWER, np.sign(u2) / np.where(a2 > 0, a2, 1.0), 0.0)
+    sech2 = 1.0 - t2**2
+    c1 = np.maximum(th, 0.0)
+    c2 = np.maximum(-th, 0.0)
+    dth = 0.5 * (1.0 - th**2)
+    dc1 = np.where(th >= 0, dth, 0.0)
+    dc2 = np.where(-th >= 0, -dth, 0.0)
+    f1_sq = ((-x1 + 7) ** 2 + 0.1 * (-x2 - 8) ** 2) / 10 - 20
+    f2_sq = ((-x1 - 7) ** 2 + 0.1 * (-x2 - 8) ** 2) / 10 - 20
+    dsq2 = 0.02 * (x2 + 8)
+    out = np.empty((*np.shape(x1), 2, 2))
+    out[..., 0, 0] = scale * (-0.5 * k1 * c1 + 0.2 * (x1 - 7) * c2)
+    out[..., 0, 1] = scale * (k1 * sech2 * c1 + f1 * dc1 + dsq2 * c2 + f1_sq * dc2)
+    out[..., 1, 0] = -0.5 * k2 * c1 + 0.2 * (x1 + 7) * c2
+    out[..., 1, 1] = -k2 * sech2 * c1 + f2 * dc1 + dsq2 * c2 + f2_sq * dc2
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def pareto_set(spacing: float = 0.005) -> np.ndarray:
+    """Points ``(x1, x2*(x1))`` of the Pareto set, x1 from −7 to 7 every ``spacing``."""
+    n = round(14 / spacing) + 1
+    x1 = np.linspace(-7.0, 7.0, n)
+    a = (49.0 - x1**2) / 10.0 - 20.0
+
+    def f(x2: np.ndarray) -> np.ndarray:
+        return np.tanh(-0.5 * x2) * (a + 0.01 * (x2 + 8.0) ** 2)
+
+    lo, hi = np.full(n, -12.0), np.full(n, -6.0)  # f is unimodal there
+    for _ in range(100):
+        m1, m2 = lo + (hi - lo) / 3, hi - (hi - lo) / 3
+        left = f(m1) < f(m2)
+        hi = np.where(left, m2, hi)
+        lo = np.where(left, lo, m1)
+    return np.stack([x1, (lo + hi) / 2], axis=1)
+
+
+def distance_to_pareto(points: np.ndarray) -> np.ndarray:
+    """Euclidean distance of each row ``(x1, x2)`` of ``points`` (any leading shape) to the set."""
+    pts = np.asarray(points, dtype=float)
+    flat = pts.reshape(-1, 2)
+    ref = pareto_set()
+    out = np.empty(flat.shape[0])
+    for i in range(0, flat.shape[0], 2048):
+        chunk = flat[i : i + 2048]
+        d2 = ((chunk[:, None, :] - ref[None, :, :]) ** 2).sum(-1)
+        out[i : i + 2048] = np.sqrt(d2.min(axis=1))
+    return out.reshape(pts.shape[:-1])
+
+
+class ToySetting:
+    """One toy configuration: loss scale, start points and aggregator options."""
+
+    def __init__(
+        self,
+        name: str,
+        scale: float,
+        starts: Sequence[tuple[float, float]],
+        options: Mapping[str, Mapping[str, Any]],
+        source: str,
+    ) -> None:
+        self.name, self.scale, self.source = name, scale, source
+        self.starts = tuple((float(a), float(b)) for a, b in starts)
+        self.options = {k: dict(v) for k, v in options.items()}
+
+
+#: The two settings of the spec (B1).
+TOY_SETTINGS: dict[str, ToySetting] = {
+    "toy_cagrad": ToySetting(
+        "toy_cagrad",
+        1.0,
+        [(-8.5, 7.5), (-8.5, -5.0), (9.0, 9.0)],
+        {"cagrad": {"c": 0.5}, "samgs": {"gamma": 0.1}},
+        "CAGrad paper setting: scale 1, three starts; CAGrad c = 0.5",
+    ),
+    "toy_nash": ToySetting(
+        "toy_nash",
+        0.1,
+        [(-8.5, 7.5), (0.0, 0.0), (9.0, 9.0), (-7.5, -0.5), (9.0, -1.0)],
+        {"cagrad": {"c": 0.4}, "samgs": {"gamma": 0.1}},
+        "Nash-MTL imbalanced setting: L1 scaled by 0.1, five starts; CAGrad c = 0.4",
+    ),
+}
+
+LR = 1e-2
+STEPS = 4000
+SMOKE_STEPS = 30
+
+
+class ToyTask(Task):
+    """Adam (lr 1e-2) on the aggregated gradient of the toy from every start of a setting.
+
+    ``final_loss`` and ``metrics["pareto_distance"]`` are the largest final distance to the
+    Pareto set over the starts; ``metrics["reached"]`` counts the starts that end within
+    :data:`REACH_TOL`; ``dist_s<i>``, ``x1_s<i>``, ``x2_s<i>``, ``l1_s<i>``, ``l2_s<i>`` give
+    start ``i``'s final distance, point and losses. The curve is the largest distance over the
+    starts after every step.
+    """
+
+    deterministic = True
+    loss_name = "max distance to Pareto set"
+    higher_is_better: ClassVar[Mapping[str, bool]] = {
+        "pareto_distance": False,
+        "mean_distance": False,
+        "reached": True,
+    }
+    optimum = None
+
+    def __init__(self, setting: ToySetting) -> None:
+        self.setting = setting
+        self.name = setting.name
+        n = len(setting.starts)
+        starts = ", ".join(f"({a:g}, {b:g})" for a, b in setting.starts)
+        self.description = (
+            f"Two-objective toy (CAGrad/Nash-MTL), {setting.source}; starts {starts}; Adam "
+            f"lr {LR:g} on the aggregated gradient; pareto_distance = largest final distance "
+            f"to the Pareto set over the {n} starts, reached = starts ending within "
+            f"{REACH_TOL:g} of it"
+        )
+        self.metrics = (
+            "pareto_distance",
+            "mean_distance",
+            "reached",
+            *(f"dist_s{i}" for i in range(n)),
+        )
+        #: Collector for trajectories (set by the suite during a run), key: method name.
+        self.trajectory_sink: dict[str, np.ndarray] | None = None
+
+    def default_steps(self, smoke: bool) -> int:
+        """4000 steps (lr 1e-2; the papers use 20 000–100 000 at lr 1e-3); 30 in smoke mode."""
+        return SMOKE_STEPS if smoke else STEPS
+
+    def hyperparams(self, method: Method) -> dict[str, Any]:
+        """Adam lr 1e-2, default betas."""
+        return {"lr": LR}
+
+    def run(self, method: Method, seed: int, steps: int, smoke: bool) -> tuple[Outcome, dict]:
+        """Run all starts with ``method``'s aggregator; see the class doc for the figures."""
+        if method.name == SINGLE_TASK:
+            raise BenchConfigError("single_task is a MultiDigits baseline, not a toy method")
+        setting = self.setting
+        options = setting.options.get(method.name, {})
+        aggs = []
+        agg_kwargs: dict[str, Any] = {}
+        for _ in setting.starts:
+            agg, agg_kwargs = build_aggregator(method.name, options)
+            aggs.append(as_function(agg))
+        theta = torch.tensor(setting.starts, dtype=torch.float64, requires_grad=True)
+        optimizer, used = method.build([theta], self.hyperparams(method))
+        path = np.empty((steps + 1, len(setting.starts), 2))
+        path[0] = theta.detach().numpy()
+        status = "ok"
+        for k in range(steps):
+            jac = torch.from_numpy(toy_jacobian(path[k], setting.scale))  # [S, K=2, P=2]
+            update = torch.stack([agg(jac[s]) for s, agg in enumerate(aggs)])
+            theta.grad = update.to(theta.dtype).reshape(theta.shape)
+            optimizer.step()
+            path[k + 1] = theta.detach().numpy()
+            if not np.isfinite(path[k + 1]).all():
+                status = "diverged"
+                path = path[: k + 2]
+                break
+        with torch.no_grad():
+            l1, l2 = toy_losses(theta, setting.scale)
+        dist = distance_to_pareto(np.nan_to_num(path, nan=1e9, posinf=1e9, neginf=-1e9))
+        worst = dist.max(axis=1)
+        final = dist[-1]
+        metrics: dict[str, float | None] = {
+            "pareto_distance": float(final.max()),
+            "mean_distance": float(final.mean()),
+            "reached": float((final < REACH_TOL).sum()),
+        }
+        for i in range(len(setting.starts)):
+            metrics[f"dist_s{i}"] = float(final[i])
+            metrics[f"x1_s{i}"] = float(path[-1, i, 0])
+            metrics[f"x2_s{i}"] = float(path[-1, i, 1])
+            metrics[f"l1_s{i}"] = float(l1[i])
+            metrics[f"l2_s{i}"] = float(l2[i])
+        if self.trajectory_sink is not None:
+            stride = max(1, math.ceil(path.shape[0] / TRAJECTORY_POINTS))
+            keep = np.concatenate([path[::stride], path[-1:]])
+            self.trajectory_sink[method.name] = keep
+        used = {**used, **{f"aggregator.{k}": v for k, v in agg_kwargs.items()}}
+        return (
+            Outcome(float(worst[-1]), [float(v) for v in worst], metrics=metrics, status=status),
+            used,
+        )
+
+
+def plot_trajectories(
+    setting: ToySetting,
+    runs: Mapping[str, tuple[np.ndarray | None, Any]],
+    path: Any,
+    title: str = "",
+) -> Any:
+    """One panel per method: the trajectories from every start over the contours of L1 + L2,
+    with the Pareto set; a last panel with the largest distance to the set per step.
+
+    Args:
+        runs: method → (trajectory ``[points, starts, 2]`` or ``None``, its record). Without a
+            trajectory (results read back from JSON) only the start and end points are drawn.
+    """
+    from matplotlib.figure import Figure
+
+    n = len(runs) + 1
+    cols = min(4, n)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(3.6 * cols, 3.4 * rows), dpi=100)
+    grid = np.linspace(-10, 10, 201)
+    xx, yy = np.meshgrid(grid, grid)
+    with torch.no_grad():
+        l1, l2 = toy_losses(torch.tensor(np.stack([xx, yy], -1)), setting.scale)
+    total = (l1 + l2).numpy()
+    pareto = pareto_set()
+    colors = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown")
+    starts = np.array(setting.starts)
+    axes = [fig.add_subplot(rows, cols, i + 1) for i in range(n)]
+    for ax, (method, (traj, record)) in zip(axes, runs.items(), strict=False):
+        ax.contourf(xx, yy, total, levels=30, cmap="Greys", alpha=0.5)
+        ax.contour(xx, yy, total, levels=15, colors="k", linewidths=0.3, alpha=0.5)
+        ax.plot(pareto[:, 0], pareto[:, 1], color="gold", linewidth=3, label="Pareto set")
+        ends = np.array(
+            [
+                [record.metrics.get(f"x1_s{i}", np.nan), record.metrics.get(f"x2_s{i}", np.nan)]
+                for i in range(len(starts))
+            ],
+            dtype=float,
+        )
+        for i in range(len(starts)):
+            color = colors[i % len(colors)]
+            if traj is not None:
+                ax.plot(traj[:, i, 0], traj[:, i, 1], color=color, linewidth=1.2)
+            ax.plot(*starts[i], "o", color=color, markersize=5)
+            ax.plot(*ends[i], "*", color=color, markersize=10, markeredgecolor="k")
+        reached = record.metrics.get("reached")
+        label = f"{method}: {int(reached)}/{len(starts)} reached" if reached is not None else method
+        ax.set_title(label, fontsize=9)
+        ax.set_xlim(-10, 10)
+        ax.set_ylim(-10, 10)
+        ax.tick_params(labelsize=7)
+    ax = axes[-1]
+    for method, (_, record) in runs.items():
+        curve = np.array([np.nan if v is None else v for v in record.curve], dtype=float)
+        steps = np.arange(curve.size) * record.curve_stride
+        ax.plot(steps, np.maximum(curve, 1e-4), label=method, linewidth=1.2)
+    ax.set_yscale("log")
+    ax.axhline(REACH_TOL, color="k", linestyle=":", linewidth=1)
+    ax.set_xlabel("step", fontsize=8)
+    ax.set_title("max distance to Pareto set", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.tick_params(labelsize=7)
+    fig.suptitle(title + f" (scale {setting.scale:g}; ○ start, ★ end, gold: Pareto set)")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    return path
