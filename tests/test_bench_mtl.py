@@ -272,7 +272,11 @@ def test_reach_verdict_flips() -> None:
     assert reach_verdict("c", "p", "t", "cagrad", good, "mean", bad).verdict == "holds"
     assert reach_verdict("c", "p", "t", "cagrad", bad, "mean", good).verdict == "does not hold"
     assert reach_verdict("c", "p", "t", "cagrad", good, "mean", good).verdict == "does not hold"
+    # a diverged start does not reach the set; a diverged baseline decides nothing
     assert reach_verdict("c", "p", "t", "cagrad", [None, 0, 0], "mean", bad).verdict == (
+        "does not hold"
+    )
+    assert reach_verdict("c", "p", "t", "cagrad", good, "mean", [None, 0, 0]).verdict == (
         "inconclusive"
     )
 
@@ -281,6 +285,9 @@ def test_extreme_and_higher_verdicts_flip() -> None:
     d = [0.0] * 5
     assert extreme_verdict("c", "p", "t", "mgda", d, [6, -7, 6.5, 0, 7]).verdict == "holds"
     assert extreme_verdict("c", "p", "t", "mgda", d, [0, 1, -1, 0, 7]).verdict == "does not hold"
+    failed = [None, 0.0, 0.0, 0.0, 0.0]
+    x1 = [None, -7, 6.5, 6, 7]
+    assert extreme_verdict("c", "p", "t", "mgda", failed, x1).verdict == "does not hold"
     hi, lo = [0.9, 0.91, 0.92], [0.5, 0.52, 0.51]
     kw = {"quantity": "acc", "atol": 0.005}
     assert higher_verdict("c", "p", "a", hi, "b", lo, **kw).verdict == "holds"  # type: ignore[arg-type]

@@ -278,18 +278,19 @@ def reach_verdict(
     baseline_dist: Sequence[float | None],
     tol: float = REACH_TOL,
 ) -> Verdict:
-    """Verdict on "``method`` ends within ``tol`` of the Pareto set from every start, ``baseline`` does
-    not" — from the final distances of each start (pure).
+    """Verdict on "``method`` ends within ``tol`` of the Pareto set from every start,
+    ``baseline`` does not", from the final distance of each start (pure).
 
-    ``holds`` when both parts are true, ``does not hold`` when either is false,
-    ``inconclusive`` when a distance is missing (a failed run).
+    ``holds`` when both parts are true, ``does not hold`` when either is false; a missing
+    distance (a diverged run) does not reach the set, except that a baseline failure leaves
+    the verdict ``inconclusive``.
     """
     numbers: dict[str, float | None] = {}
-    if any(d is None for d in [*method_dist, *baseline_dist]) or not method_dist:
-        verdict = "inconclusive"
+    m_all = bool(method_dist) and all(d is not None and d < tol for d in method_dist)
+    b_all = all(d is not None and d < tol for d in baseline_dist)
+    if not method_dist or (m_all and any(d is None for d in baseline_dist)):
+        verdict = "inconclusive"  # the baseline failed: nothing to compare with
     else:
-        m_all = all(d < tol for d in method_dist if d is not None)
-        b_all = all(d < tol for d in baseline_dist if d is not None)
         verdict = "holds" if m_all and not b_all else "does not hold"
     n = len(method_dist)
     for name, dist in ((method, method_dist), (baseline, baseline_dist)):
@@ -320,12 +321,11 @@ def extreme_verdict(
 ) -> Verdict:
     """Verdict on "``method`` reaches the Pareto set from every start, mostly at extreme points
     (|x1| > ``extreme``)" (pure)."""
-    if any(v is None for v in [*dist, *x1]) or not dist:
+    reached = sum(d is not None and d < tol for d in dist)
+    far = sum(v is not None and abs(v) > extreme for v in x1)
+    if not dist:
         verdict = "inconclusive"
-        reached = far = 0
-    else:
-        reached = sum(d < tol for d in dist if d is not None)
-        far = sum(abs(v) > extreme for v in x1 if v is not None)
+    else:  # a diverged start (None) neither reaches the set nor counts as extreme
         verdict = "holds" if reached == len(dist) and 2 * far > len(dist) else "does not hold"
     shown = ", ".join("failed" if v is None else f"{v:.2f}" for v in x1)
     evidence = (
@@ -338,7 +338,7 @@ def extreme_verdict(
 
 
 def _toy_distances(results: BenchResults, task: str, method: str, what: str) -> list[float | None]:
-    recs = [r for r in results.select(task, method) if r.status == "ok"]
+    recs = [r for r in results.select(task, method) if r.status != "error"]
     n = len(TOY_SETTINGS[task].starts)
     if not recs:
         return [None] * n
