@@ -11,7 +11,7 @@ pixel-wise maximum. Task 1 is the class of a (top-left), task 2 the class of b (
 Model (:class:`MultiDigitsNet`): shared encoder conv3×3(1→16)-ReLU-conv3×3(16→32)-ReLU-flatten-
 linear(2048→64)-ReLU and two linear(64→10) heads.
 
-Training: Adam (lr 1e-3) for 10 epochs of batch 128 (390 steps), reshuffled every epoch with
+Training: Adam (lr 1e-3) for 15 epochs of batch 128 (585 steps), reshuffled every epoch with
 the run's seed; the seed also fixes the initial weights (the same for every method). Each step
 calls ``gradkit.mtl.mtl_backward([w1·CE1, CE2], encoder params, aggregator, task_params=heads)``
 then ``optimizer.step()``. ``w1`` is 1 (``multidigits``) or 100 (``multidigits_imb100``, a
@@ -62,7 +62,7 @@ N_TRAIN, N_TEST = 5000, 1000
 SMOKE_TRAIN, SMOKE_TEST = 256, 128
 BATCH_SIZE = 128
 SMOKE_BATCH = 64
-EPOCHS = 10
+EPOCHS = 15
 SMOKE_STEPS = 4
 LR = 1e-3
 #: Aggregator options on MultiDigits (CAGrad c as in the Nash-MTL/SAM-GS configs, SAM-GS γ
@@ -271,7 +271,7 @@ class MultiDigitsTask(Task):
         )
 
     def default_steps(self, smoke: bool) -> int:
-        """10 epochs of 39 batches (390 steps); 4 in smoke mode."""
+        """15 epochs of 39 batches (585 steps); 4 in smoke mode."""
         return _steps_for(smoke)
 
     def hyperparams(self, method: Method) -> dict[str, Any]:
