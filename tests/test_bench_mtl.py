@@ -26,15 +26,21 @@ from gradkit.bench.suites.mtl import (
     mtl_verdicts,
     reach_verdict,
 )
-from gradkit.bench.tasks.mtl_common import available_aggregators, unavailable_aggregators
+from gradkit.bench.tasks.mtl_common import (
+    available_aggregators,
+    mtl_method,
+    unavailable_aggregators,
+)
 from gradkit.bench.tasks.mtl_digits import _shift, build_multidigits, delta_m_pct
 from gradkit.bench.tasks.mtl_toy import (
     TOY_SETTINGS,
+    ToyTask,
     distance_to_pareto,
     pareto_set,
     toy_jacobian,
     toy_losses,
 )
+from gradkit.cli import main
 
 # -- stand-ins for gradkit.mtl ------------------------------------------------------------------
 
@@ -255,6 +261,33 @@ def test_smoke_run_writes_report_with_plots(standin_mtl: types.ModuleType, tmp_p
     assert "Not available in this gradkit.mtl: cagrad, samgs, gcond" in report
     assert "SAM-GS" in report and "not measured" in report
     assert len(loaded.verdicts) == len(results.verdicts) >= 10
+
+
+def test_cli_smoke(
+    standin_mtl: types.ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cli"
+    code = main(["bench", "--suite", "mtl", "--smoke", "--out", str(out), "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "[inconclusive] SAM-GS reaches" in printed and str(out) in printed
+    data = json.loads((out / "results.json").read_text())
+    assert data["settings"]["optimizers"] == ["single_task", "mean", "sum", "pcgrad", "mgda"]
+    assert (out / "curves_toy_cagrad.png").is_file()
+    assert main(["bench", "--suite", "mtl", "--smoke", "--optimizers", "gcond"]) == 2
+    assert "'gcond' is not available" in capsys.readouterr().err
+
+
+def test_diverging_aggregator_is_reported(standin_mtl: types.ModuleType) -> None:
+    class _Nan:
+        def __call__(self, jacobian: torch.Tensor) -> torch.Tensor:
+            return jacobian.sum(0) * math.nan
+
+    standin_mtl.Mean = _Nan  # type: ignore[attr-defined]
+    outcome, _ = ToyTask(TOY_SETTINGS["toy_nash"]).run(mtl_method("mean"), 0, 5, True)
+    assert outcome.status == "diverged" and outcome.metrics["reached"] == 0
+    assert outcome.final_loss is not None and math.isnan(outcome.final_loss)
+    assert math.isnan(outcome.metrics["dist_s0"] or 0.0)
 
 
 def test_seeded_smoke_run_is_deterministic(standin_mtl: types.ModuleType) -> None:
