@@ -397,3 +397,28 @@ def test_verdicts_name_missing_methods(standin_mtl: types.ModuleType) -> None:
     samgs = next(v for v in verdicts if v.claim.startswith("SAM-GS reaches"))
     assert samgs.verdict == "inconclusive"
     assert "gradkit.mtl.SAMGS not available" in samgs.evidence
+
+
+def test_accumulate_step_aggregators_are_driven_once_per_step(
+    standin_mtl: types.ModuleType,
+) -> None:
+    calls: list[str] = []
+
+    class _Conductor:
+        def __init__(self, momentum_beta: float = 0.85) -> None:
+            self.jac: torch.Tensor | None = None
+
+        def accumulate(self, jacobian: torch.Tensor) -> None:
+            calls.append("accumulate")
+            self.jac = jacobian
+
+        def step(self) -> torch.Tensor:
+            calls.append("step")
+            assert self.jac is not None
+            return self.jac.sum(0)
+
+    standin_mtl.GCond = _Conductor  # type: ignore[attr-defined]
+    assert "gcond" in available_aggregators()
+    outcome, used = ToyTask(TOY_SETTINGS["toy_cagrad"]).run(mtl_method("gcond"), 0, 4, True)
+    assert outcome.status == "ok" and calls == ["accumulate", "step"] * 3 * 4
+    assert used == {"lr": 3e-3}
