@@ -162,6 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", default="", help="comma-separated substrings: run only matching cases"
     )
+    parser.add_argument(
+        "--nonfinite",
+        default="raise",
+        choices=("raise", "skip", "ignore"),
+        help="gradkit's non-finite-gradient policy (default raise: one extra read of the grads)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     steps = args.steps or (3 if args.smoke else 30)
