@@ -688,3 +688,25 @@ def test_docstring_examples() -> None:
     for module in (adamp_module, projection_module):
         failed, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert attempted > 0 and failed == 0, module.__name__
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_screened_decision_equals_exact_near_threshold(dtype: torch.dtype) -> None:
+    """The cheap pre-screen in the eager projection never changes a decision, even for
+    gradients whose channel cosine sits just above or below the threshold δ/√n."""
+    from gradkit.transforms._radial_projection import _branch_free, _branching
+
+    gen = torch.Generator().manual_seed(3)
+    delta, eps = 0.1, 1e-8
+    for scale in (0.9, 0.99, 0.999, 1.0, 1.001, 1.01, 1.1, 1.5):
+        w = torch.randn(8, 64, generator=gen, dtype=dtype)
+        noise = torch.randn(8, 64, generator=gen, dtype=dtype)
+        noise -= (noise * w).sum(1, keepdim=True) / (w * w).sum(1, keepdim=True) * w
+        noise /= noise.norm(dim=1, keepdim=True)
+        cos = scale * delta / 64**0.5  # every row's cosine at `scale` × threshold
+        g = cos * w / w.norm(dim=1, keepdim=True) + (1 - cos**2) ** 0.5 * noise
+        u = torch.randn(8, 64, generator=gen, dtype=dtype)
+        got, got_ratio = _branching(w, g, u, delta=delta, wd_ratio=0.1, eps=eps)
+        want, want_ratio = _branch_free(w, g, u, delta=delta, wd_ratio=0.1, eps=eps)
+        assert float(got_ratio) == float(want_ratio), scale
+        assert torch.equal(got, want), scale

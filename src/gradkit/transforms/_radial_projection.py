@@ -183,6 +183,35 @@ def _row_sums(products: torch.Tensor) -> torch.Tensor:
     return products.sum(dim=1, keepdim=True)
 
 
+class _Screen:
+    """Per-row sums ``‖W_i‖², ‖G_i‖², ⟨G_i, W_i⟩`` (no full-size temporaries), from which the
+    cosine of either view follows up to rounding."""
+
+    def __init__(self, param: torch.Tensor, grad: torch.Tensor) -> None:
+        rows = param.shape[0]
+        w, g = param.reshape(rows, -1), grad.reshape(rows, -1)
+        self.ww = torch.linalg.vector_norm(w, 2, dim=1).square()
+        self.gg = torch.linalg.vector_norm(g, 2, dim=1).square()
+        self.gw = torch.einsum("ij,ij->i", g, w)
+        self.numel = param.numel()
+        self.tiny = torch.finfo(param.dtype).eps
+
+    def surely_not_fired(self, rows: int, delta: Scalar, eps: Scalar) -> bool:
+        """True when the largest row cosine exceeds the threshold by more than a rounding
+        margin, so the exact test cannot fire. The margin, ``max(0.1·threshold,
+        64·log2(n+1)·ε_dtype)``, is far above the error of two cascade-summed reductions of
+        length ``n``; near the threshold the exact test always runs."""
+        n = self.numel // rows
+        if rows == 1:
+            ww, gg, gw = self.ww.sum(), self.gg.sum(), self.gw.sum()
+        else:
+            ww, gg, gw = self.ww, self.gg, self.gw
+        cosine = gw / (gg.sqrt().clamp_min(eps) * ww.sqrt().clamp_min(eps))
+        threshold = float(delta) / math.sqrt(n)
+        margin = max(0.1 * threshold, 64 * math.log2(n + 1) * self.tiny)
+        return bool(cosine.abs().max() > threshold + margin)
+
+
 def _branching(
     param: torch.Tensor,
     grad: torch.Tensor,
@@ -192,9 +221,16 @@ def _branching(
     wd_ratio: Scalar,
     eps: Scalar,
 ) -> tuple[torch.Tensor, Scalar]:
-    """The reference's control flow (reads the 0-d test results on the host)."""
+    """The reference's control flow (reads the 0-d test results on the host).
+
+    A view whose cheap cosine bound (:func:`_surely_not_fired`) rules firing out is skipped
+    without the exact, allocation-heavy test; every decision that is taken is the exact one.
+    """
     rows = param.shape[0]
+    screen = _Screen(param, grad)
     for view_rows in (rows, 1) if rows > 1 else (1,):
+        if screen.surely_not_fired(view_rows, delta, eps):
+            continue
         fired, norm = _view_test(param, grad, view_rows, delta, eps)
         if bool(fired):
             return _remove_radial(param, update, view_rows, norm + eps, _row_sums), wd_ratio
