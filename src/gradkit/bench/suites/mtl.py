@@ -175,13 +175,17 @@ class MTLSuite(Suite):
         on_record: Callable[[Record], None] | None = None,
     ) -> BenchResults:
         """As :meth:`Suite.run`, with aggregator names for ``optimizers``; returns
-        :class:`MTLResults`. The toy tasks skip ``single_task``."""
+        :class:`MTLResults`. The toy tasks skip ``single_task``. ``num_threads="auto"`` means 1
+        thread (also outside smoke mode)."""
         names = parse_names(optimizers, "method") or self.default_optimizers()
         methods = _resolve(names)
         selected = self.select_tasks(parse_names(tasks, "task"))
         seed_list = normalize_seeds(seeds, 1 if smoke else self.default_seeds)
         steps = normalize_steps(steps)
-        threads = resolve_threads(num_threads, smoke)
+        # "auto" means 1 thread here, also outside smoke mode: the toy is Python overhead and
+        # MultiDigits is tiny; measured beside another job (load 3.5–4), the MultiDigits
+        # single-task baselines took 26 s with 1 thread and over 10 min with 2.
+        threads = resolve_threads(1 if num_threads == "auto" else num_threads, smoke)
         missing = unavailable_aggregators()
         records: list[Record] = []
         infos = {}
@@ -189,6 +193,17 @@ class MTLSuite(Suite):
         for task in selected:
             chosen = [m for m in methods if _accepts(task, m)]
             if not chosen:
+                info0 = task.info(steps or task.default_steps(smoke))
+                infos[task.name] = dataclasses.replace(
+                    info0,
+                    description=info0.description
+                    + ". Not run: no selected method applies to this task"
+                    + (
+                        f" (not available in this gradkit.mtl: {', '.join(missing)})"
+                        if missing
+                        else ""
+                    ),
+                )
                 continue
             sink: dict[str, np.ndarray] = {}
             if isinstance(task, ToyTask):
@@ -259,7 +274,7 @@ def _missing(results: BenchResults, methods: Sequence[str], tasks: Sequence[str]
     unavailable = set(unavailable_aggregators())
     have_m, have_t = set(results.settings.optimizers), set(results.settings.tasks)
     out = []
-    for m in methods:
+    for m in dict.fromkeys(methods):
         if m not in have_m:
             if m in unavailable:
                 out.append(f"{m} (gradkit.mtl.{AGGREGATORS[m][0]} not available)")
