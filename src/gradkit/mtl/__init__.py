@@ -1,0 +1,18 @@
+"""Multi-task gradient aggregation.
+
+* :class:`Aggregator` — base class: ``aggregator(jacobian [K, P]) -> update [P]``;
+* :class:`Mean`, :class:`Sum` — linear scalarisation;
+* :func:`mtl_backward` — per-task gradients of the shared params, aggregated into ``.grad``.
+
+Example::
+
+    optimizer.zero_grad()
+    mtl_backward([loss1, loss2], encoder.parameters(), Mean(), task_params=[head1, head2])
+    optimizer.step()
+"""
+
+from gradkit.mtl._backward import mtl_backward
+from gradkit.mtl._base import Aggregator
+from gradkit.mtl._linear import Mean, Sum
+
+__all__ = ["Aggregator", "Mean", "Sum", "mtl_backward"]
