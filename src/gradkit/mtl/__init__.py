@@ -2,6 +2,7 @@
 
 * :class:`Aggregator` — base class: ``aggregator(jacobian [K, P]) -> update [P]``;
 * :class:`Mean`, :class:`Sum` — linear scalarisation;
+* :class:`PCGrad`, :class:`CAGrad`, :class:`MGDA` — the classic conflict-resolving baselines;
 * :func:`mtl_backward` — per-task gradients of the shared params, aggregated into ``.grad``.
 
 Example::
@@ -13,6 +14,9 @@ Example::
 
 from gradkit.mtl._backward import mtl_backward
 from gradkit.mtl._base import Aggregator
+from gradkit.mtl._cagrad import CAGrad
 from gradkit.mtl._linear import Mean, Sum
+from gradkit.mtl._mgda import MGDA
+from gradkit.mtl._pcgrad import PCGrad
 
-__all__ = ["Aggregator", "Mean", "Sum", "mtl_backward"]
+__all__ = ["MGDA", "Aggregator", "CAGrad", "Mean", "PCGrad", "Sum", "mtl_backward"]
