@@ -3,6 +3,7 @@
 * :class:`Aggregator` — base class: ``aggregator(jacobian [K, P]) -> update [P]``;
 * :class:`Mean`, :class:`Sum` — linear scalarisation;
 * :class:`PCGrad`, :class:`CAGrad`, :class:`MGDA` — the classic conflict-resolving baselines;
+* :class:`SAMGS` — similarity-aware momentum gradient surgery (stateful);
 * :func:`mtl_backward` — per-task gradients of the shared params, aggregated into ``.grad``.
 
 Example::
@@ -18,5 +19,6 @@ from gradkit.mtl._cagrad import CAGrad
 from gradkit.mtl._linear import Mean, Sum
 from gradkit.mtl._mgda import MGDA
 from gradkit.mtl._pcgrad import PCGrad
+from gradkit.mtl._samgs import SAMGS
 
-__all__ = ["MGDA", "Aggregator", "CAGrad", "Mean", "PCGrad", "Sum", "mtl_backward"]
+__all__ = ["MGDA", "SAMGS", "Aggregator", "CAGrad", "Mean", "PCGrad", "Sum", "mtl_backward"]
