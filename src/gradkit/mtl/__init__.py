@@ -4,6 +4,7 @@
 * :class:`Mean`, :class:`Sum` — linear scalarisation;
 * :class:`PCGrad`, :class:`CAGrad`, :class:`MGDA` — the classic conflict-resolving baselines;
 * :class:`SAMGS` — similarity-aware momentum gradient surgery (stateful);
+* :class:`GCond` — gradient conductor: accumulate over batches, then resolve (stateful);
 * :func:`mtl_backward` — per-task gradients of the shared params, aggregated into ``.grad``.
 
 Example::
@@ -16,9 +17,20 @@ Example::
 from gradkit.mtl._backward import mtl_backward
 from gradkit.mtl._base import Aggregator
 from gradkit.mtl._cagrad import CAGrad
+from gradkit.mtl._gcond import GCond
 from gradkit.mtl._linear import Mean, Sum
 from gradkit.mtl._mgda import MGDA
 from gradkit.mtl._pcgrad import PCGrad
 from gradkit.mtl._samgs import SAMGS
 
-__all__ = ["MGDA", "SAMGS", "Aggregator", "CAGrad", "Mean", "PCGrad", "Sum", "mtl_backward"]
+__all__ = [
+    "MGDA",
+    "SAMGS",
+    "Aggregator",
+    "CAGrad",
+    "GCond",
+    "Mean",
+    "PCGrad",
+    "Sum",
+    "mtl_backward",
+]
