@@ -105,3 +105,11 @@ def one_of(*choices: Any) -> Check:
             )
 
     return check
+
+
+def positive_int(name: str, value: Any) -> None:
+    """``value`` is an ``int`` (not a bool) ``>= 1``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"Invalid {name}: {value!r} (expected an int, got {type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"Invalid {name}: {value!r} (must be >= 1)")

@@ -1,0 +1,368 @@
+r"""ARO: Adaptively Rotated Optimization (rotated normed steepest descent for matrices).
+
+Gong, Zazo, Luo, Wang, Hensman, Ma. *ARO: A New Lens On Matrix Optimization For Large Models.*
+arXiv:2602.09006, 2026. No author code was found; microsoft/dion has an ARO on its unmerged
+``dev/aro`` branch (read for the spec, not copied).
+
+For a weight :math:`W \in \mathbb{R}^{m\times n}` (conv kernels as ``out × in·kh·kw``) with
+gradient :math:`G`, momentum :math:`M`, an orthogonal rotation :math:`R \in \mathbb{R}^{m\times m}`
+(initialised to :math:`I`) and a base map :math:`f` (the "inner optimizer"):
+
+.. math::
+
+    M_t &= \beta M_{t-1} + (1-\beta) G_t\\
+    R_t &= \operatorname{QR_Q}\!\big(M_t\, f(R_{t-1}^\top M_t)^\top\big)\\
+    U_t &= R_t\, f(R_t^\top M_t)\\
+    W &\leftarrow W(1-\eta\lambda) - \eta\, s(U_t)
+
+The rotation maximises the one-step decrease :math:`\langle M, R f(R^\top M)\rangle` with the
+inner :math:`R` frozen at :math:`R_{t-1}` (an orthogonal Procrustes problem, solved by the Q factor
+of a QR, which the paper prefers to the polar factor for noise robustness).
+
+Base maps (``base=``), each on an :math:`m\times n` matrix :math:`X`:
+
+* ``"sinkhorn"`` (default, "ARO-Sinkhorn", the paper's best variant): SR-Sinkhorn with
+  ``sinkhorn_iters`` = 5 (:func:`gradkit.transforms.sr_sinkhorn`);
+* ``"row_norm"``: :math:`\sqrt n\,\operatorname{diag}(1/\lVert X_{i,:}\rVert)X`; then the rotation
+  is a power iteration :math:`R_t = \operatorname{QR_Q}(MM^\top R_{t-1})` towards the left
+  singular vectors and :math:`U \to \sqrt n\,UV^\top` for a fixed :math:`M` (Muon's direction);
+* ``"sign"``: :math:`\operatorname{sign}(X)`;
+* ``"frobenius"``: :math:`\sqrt{mn}\,X/\lVert X\rVert_F`; rotation-equivariant, so ARO is a
+  no-op (:math:`U = f(M)`), kept for testing.
+
+**QR signs.** :func:`gradkit.transforms.orthogonal_qr` fixes the signs (diagonal of R ≥ 0).
+For the bases above, flipping column signs of R does not change :math:`U` anyway, because
+:math:`f(DX) = Df(X)` for a diagonal ±1 matrix :math:`D` (the tests check both).
+
+**Update scale** (``update_scale=``, :math:`s`):
+
+* ``"rms"`` (default): :math:`s(U) = \text{target\_rms}\cdot U/\operatorname{RMS}(U)` with
+  ``target_rms=0.2``, the paper's practice (all non-Adam updates normalised to RMS 0.2 so that
+  AdamW's learning rate transfers);
+* ``"dion_rms_norm"``: dion's ``rms_norm`` mode, :math:`s(U) = 0.2\sqrt{\max(m,n)}\,U`
+  (designed for orthogonalised outputs of RMS :math:`1/\sqrt{\max(m,n)}`; Sinkhorn outputs have
+  RMS 1, so this step is :math:`\sqrt{\max(m,n)}` times larger than ``"rms"``);
+* ``"none"``: :math:`s(U) = U`.
+
+**Which side is rotated** (``rotate=``): ``"rows"`` (default, as in dion: R is
+:math:`m\times m`, ``m = shape[0]``) or ``"columns"`` (ARO on :math:`W^\top`: R is
+:math:`n\times n`). The paper orients matrices so that the residual-stream dimension is the
+rotated one (for ``nn.Linear`` weights ``(out, in)``: ``"columns"`` for Q/K/V and MLP-up,
+``"rows"`` for the attention output and MLP-down); use two matrix groups to follow it.
+
+State per matrix: ``momentum_buffer`` (param shape and dtype), ``rotation`` (float32, float64
+for float64 params; :math:`m^2` or :math:`n^2` entries) and ``step``. R, the products that
+build the cross matrix and the QR run in float32 at least. Cost per step: about four
+:math:`m\times m\times n` matmuls plus one :math:`m\times m` QR.
+
+Defaults: lr 1e-3 (with RMS-0.2 updates, in the range of AdamW's lr), momentum β = 0.95
+(dion), weight_decay 0, base ``"sinkhorn"``. Non-matrix parameters
+(``use_matrix_update=False`` groups) get AdamW; see :func:`~gradkit.optim.matrix_param_groups`.
+
+Example:
+    >>> import torch
+    >>> from gradkit.optim import ARO
+    >>> w = torch.nn.Parameter(torch.zeros(3, 5))
+    >>> opt = ARO([w], lr=0.1)
+    >>> w.grad = torch.arange(15.0).reshape(3, 5).sin()
+    >>> opt.step()
+    >>> r = opt.state[w]["rotation"]
+    >>> torch.allclose(r.T @ r, torch.eye(3), atol=1e-6)
+    True
+    >>> round(float(w.detach().square().mean().sqrt()), 4)  # RMS of the step: 0.2 · lr
+    0.02
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from gradkit.optim import _validation as check
+from gradkit.optim._base import ParamsT
+from gradkit.optim._compile import compiled_step, scalar_tensor
+from gradkit.optim._matrix_base import MatrixOptimizer
+from gradkit.transforms._matrix import compute_dtype, orthogonal_qr, sr_sinkhorn
+
+__all__ = ["ARO", "aro", "aro_base", "aro_direction"]
+
+Scalar = float | torch.Tensor
+BASES = ("sinkhorn", "row_norm", "sign", "frobenius")
+UPDATE_SCALES = ("rms", "dion_rms_norm", "none")
+ROTATE_SIDES = ("rows", "columns")
+
+
+def aro_base(
+    matrix: torch.Tensor, base: str, *, sinkhorn_iters: int = 5, eps: float = 1e-8
+) -> torch.Tensor:
+    """The base map ``f`` of ARO on ``(..., m, n)`` (see the module docstring)."""
+    rows, cols = matrix.shape[-2], matrix.shape[-1]
+    if base == "sinkhorn":
+        return sr_sinkhorn(matrix, sinkhorn_iters, eps)
+    if base == "row_norm":
+        norms = torch.linalg.vector_norm(matrix, dim=-1, keepdim=True).clamp_min(eps)
+        return matrix * (cols**0.5 / norms)
+    if base == "sign":
+        return torch.sign(matrix)
+    if base == "frobenius":
+        norm = torch.linalg.matrix_norm(matrix)[..., None, None].clamp_min(eps)
+        return matrix * ((rows * cols) ** 0.5 / norm)
+    raise ValueError(f"Invalid base: {base!r} (must be one of {', '.join(map(repr, BASES))})")
+
+
+def aro_direction(
+    momentum: torch.Tensor,
+    rotation: torch.Tensor,
+    *,
+    base: str = "sinkhorn",
+    sinkhorn_iters: int = 5,
+    eps: float = 1e-8,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One rotation update and the rotated direction: returns ``(U_t, R_t)`` from ``M_t``
+    (``(m, n)``) and ``R_{t-1}`` (``(m, m)``), both computed in ``rotation``'s dtype."""
+    m = momentum.to(rotation.dtype)
+    inner = aro_base(rotation.mT @ m, base, sinkhorn_iters=sinkhorn_iters, eps=eps)
+    new_rotation = orthogonal_qr(m @ inner.mT)
+    direction = new_rotation @ aro_base(
+        new_rotation.mT @ m, base, sinkhorn_iters=sinkhorn_iters, eps=eps
+    )
+    return direction, new_rotation
+
+
+def _scale(direction: torch.Tensor, mode: str, target_rms: float, eps: float) -> torch.Tensor:
+    if mode == "rms":
+        rms = direction.square().mean().sqrt().clamp_min(eps)
+        return direction * (target_rms / rms)
+    if mode == "dion_rms_norm":
+        return direction * (target_rms * max(direction.shape[-2], direction.shape[-1]) ** 0.5)
+    return direction
+
+
+def _aro_kernel(
+    param: torch.Tensor,
+    grad: torch.Tensor,
+    momentum_buffer: torch.Tensor,
+    rotation: torch.Tensor,
+    *,
+    lr: Scalar,
+    weight_decay: Scalar,
+    momentum: Scalar,
+    base: str,
+    sinkhorn_iters: int,
+    eps: float,
+    update_scale: str,
+    target_rms: float,
+    rotate: str,
+    maximize: bool,
+) -> None:
+    """One matrix's ARO update, in place (params, momentum buffer and rotation)."""
+    if maximize:
+        grad = -grad
+    momentum_buffer.mul_(momentum).add_(grad * (1 - momentum))
+    matrix = momentum_buffer.reshape(momentum_buffer.shape[0], -1)
+    if rotate == "columns":
+        matrix = matrix.mT
+    direction, new_rotation = aro_direction(
+        matrix, rotation, base=base, sinkhorn_iters=sinkhorn_iters, eps=eps
+    )
+    rotation.copy_(new_rotation)
+    if rotate == "columns":
+        direction = direction.mT
+    direction = _scale(direction, update_scale, target_rms, eps)
+    param.mul_(1 - lr * weight_decay)
+    param.sub_((direction * lr).reshape(param.shape).to(param.dtype))
+
+
+def _loop(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    momentum_buffers: list[torch.Tensor],
+    rotations: list[torch.Tensor],
+    lr: Scalar,
+    weight_decay: Scalar,
+    momentum: Scalar,
+    options: dict[str, Any],
+) -> None:
+    for i in range(len(params)):
+        if params[i].numel():
+            _aro_kernel(
+                params[i],
+                grads[i],
+                momentum_buffers[i],
+                rotations[i],
+                lr=lr,
+                weight_decay=weight_decay,
+                momentum=momentum,
+                **options,
+            )
+
+
+_compiled_loop = compiled_step("ARO", _loop, _loop)
+
+
+def aro(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    momentum_buffers: list[torch.Tensor],
+    rotations: list[torch.Tensor],
+    *,
+    lr: Scalar,
+    momentum: float = 0.95,
+    weight_decay: float = 0.0,
+    base: str = "sinkhorn",
+    sinkhorn_iters: int = 5,
+    eps: float = 1e-8,
+    update_scale: str = "rms",
+    target_rms: float = 0.2,
+    rotate: str = "rows",
+    maximize: bool = False,
+    impl: str = "foreach",
+) -> None:
+    """Functional ARO update of ≥2-D ``params`` (see :class:`ARO`), in place.
+
+    ``impl="fused"`` compiles the per-matrix loop (the QR stays a library call inside the
+    graph); ``"forloop"`` and ``"foreach"`` are the same eager per-matrix loop.
+    """
+    options = dict(
+        base=base,
+        sinkhorn_iters=sinkhorn_iters,
+        eps=eps,
+        update_scale=update_scale,
+        target_rms=target_rms,
+        rotate=rotate,
+        maximize=maximize,
+    )
+    if impl == "fused" and params:
+        like = params[0]
+        _compiled_loop(
+            params,
+            grads,
+            momentum_buffers,
+            rotations,
+            scalar_tensor(lr, like),
+            scalar_tensor(weight_decay, like),
+            scalar_tensor(momentum, like),
+            options,
+        )
+        return
+    _loop(params, grads, momentum_buffers, rotations, float(lr), weight_decay, momentum, options)
+
+
+class ARO(MatrixOptimizer):
+    r"""ARO (Gong et al., 2026): momentum, an adaptive rotation from a QR, and a base map
+    (SR-Sinkhorn by default) for matrices; AdamW for groups with ``use_matrix_update=False``.
+
+    See the module docstring for the update rule and the choices made.
+
+    Args:
+        params: parameters or param groups; build them with
+            :func:`~gradkit.optim.matrix_param_groups`. A group with ``use_matrix_update=True``
+            (default) must hold only ≥2-D params.
+        lr: learning rate η (default 1e-3). May be a 0-d tensor.
+        momentum: β of the momentum M (default 0.95).
+        weight_decay: decoupled weight decay λ (default 0), also for AdamW groups.
+        betas: AdamW's (β1, β2) for ``use_matrix_update=False`` groups (default (0.9, 0.95)).
+        eps: AdamW's ε, and the norm clamps of the base maps (default 1e-8).
+        base: ``"sinkhorn"`` (default), ``"row_norm"``, ``"sign"`` or ``"frobenius"``.
+        sinkhorn_iters: L of the SR-Sinkhorn base (default 5).
+        update_scale: ``"rms"`` (default), ``"dion_rms_norm"`` or ``"none"``.
+        target_rms: the RMS of the update before η for ``"rms"`` (default 0.2), and the factor
+            of ``"dion_rms_norm"``.
+        rotate: ``"rows"`` (default) or ``"columns"``: which side R acts on.
+        use_matrix_update: default of the per-group routing flag.
+        maximize, foreach, fused, nonfinite: as for every gradkit optimizer.
+    """
+
+    _matrix_state_names = ("momentum_buffer", "rotation")
+    _validators = {
+        **MatrixOptimizer._common_validators,
+        "momentum": check.unit_interval,
+        "base": check.one_of(*BASES),
+        "sinkhorn_iters": check.positive_int,
+        "update_scale": check.one_of(*UPDATE_SCALES),
+        "target_rms": check.positive,
+        "rotate": check.one_of(*ROTATE_SIDES),
+    }
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float | torch.Tensor = 1e-3,
+        momentum: float = 0.95,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.95),
+        eps: float = 1e-8,
+        *,
+        base: str = "sinkhorn",
+        sinkhorn_iters: int = 5,
+        update_scale: str = "rms",
+        target_rms: float = 0.2,
+        rotate: str = "rows",
+        use_matrix_update: bool = True,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite: str = "raise",
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            betas=betas,
+            eps=eps,
+            base=base,
+            sinkhorn_iters=sinkhorn_iters,
+            update_scale=update_scale,
+            target_rms=target_rms,
+            rotate=rotate,
+            use_matrix_update=use_matrix_update,
+            maximize=maximize,
+            foreach=foreach,
+            fused=fused,
+            nonfinite=nonfinite,
+        )
+        super().__init__(params, defaults)
+
+    def _init_state(self, param: torch.Tensor, group: Mapping[str, Any]) -> dict[str, Any]:
+        if not group["use_matrix_update"]:
+            return super()._init_state(param, group)
+        state = self.state[param]
+        if "step" not in state:
+            state["step"] = torch.tensor(0, dtype=torch.int64)
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        if "rotation" not in state:
+            rows = param.shape[0]
+            size = rows if group["rotate"] == "rows" else param.numel() // max(rows, 1)
+            state["rotation"] = torch.eye(
+                size, dtype=compute_dtype(param.dtype), device=param.device
+            )
+        return state
+
+    def _matrix_update(
+        self,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        state: dict[str, list[torch.Tensor]],
+        impl: str,
+    ) -> None:
+        aro(
+            params,
+            grads,
+            state["momentum_buffer"],
+            state["rotation"],
+            lr=group["lr"],
+            momentum=group["momentum"],
+            weight_decay=group["weight_decay"],
+            base=group["base"],
+            sinkhorn_iters=group["sinkhorn_iters"],
+            eps=group["eps"],
+            update_scale=group["update_scale"],
+            target_rms=group["target_rms"],
+            rotate=group["rotate"],
+            maximize=group["maximize"],
+            impl=impl,
+        )

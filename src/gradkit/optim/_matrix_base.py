@@ -1,0 +1,142 @@
+"""The shared shell of the matrix optimizers (SWAN, SinkGD, ARO).
+
+It adds to :class:`~gradkit.optim._base.GradkitOptimizer`:
+
+* **routing by group**: a group with ``use_matrix_update=True`` (the default) gets the method's
+  matrix rule; a group with ``use_matrix_update=False`` gets AdamW (``lr``, ``betas``, ``eps``,
+  ``weight_decay`` of that group), as in Keller Jordan's ``MuonWithAuxAdam`` (``use_muon``).
+  :func:`gradkit.optim.matrix_param_groups` builds such groups from a model;
+* **eager checks** in ``add_param_group``: a matrix-group parameter with fewer than 2
+  dimensions raises ``ValueError`` naming it; distributed parameters (``DTensor``, FSDP's
+  ``FlatParameter``) raise ``NotImplementedError`` (not supported yet: the matrix rules need the
+  whole matrix on one device);
+* **stateless matrices**: for methods without matrix state (SWAN, SinkGD) nothing at all is
+  stored for matrix-group params, not even a step counter, so ``optimizer.state`` holds
+  entries only for the AdamW group.
+
+Matrices are the ``(shape[0], prod(shape[1:]))`` view of a parameter (conv kernels become
+``out × in·kh·kw``); the update is reshaped back to the parameter's shape. Zero-size matrices
+are skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+
+from gradkit.optim import _validation as check
+from gradkit.optim._adamw import adamw
+from gradkit.optim._base import GradkitOptimizer
+
+__all__ = ["MatrixOptimizer", "check_not_distributed"]
+
+_ADAMW_STATE = ("exp_avg", "exp_avg_sq")
+
+
+def check_not_distributed(param: torch.Tensor, where: str) -> None:
+    """Raise ``NotImplementedError`` for a ``DTensor`` or an FSDP ``FlatParameter``."""
+    kind = None
+    if type(param).__name__ == "FlatParameter":
+        kind = "an FSDP FlatParameter"
+    else:
+        try:
+            from torch.distributed.tensor import DTensor
+        except ImportError:  # torch built without distributed
+            DTensor = None  # type: ignore[assignment,misc]
+        if DTensor is not None and isinstance(param, DTensor):
+            kind = "a DTensor (FSDP2 / tensor parallel)"
+    if kind is not None:
+        raise NotImplementedError(
+            f"{where} is {kind}: sharded parameters are not supported yet by gradkit's matrix "
+            "optimizers (the matrix update needs the full matrix on one device); use them with "
+            "DDP or unsharded parameters"
+        )
+
+
+class MatrixOptimizer(GradkitOptimizer):
+    """Base class of SWAN, SinkGD and ARO (see the module docstring)."""
+
+    #: State tensors of matrix-group params (empty for stateless methods).
+    _matrix_state_names: ClassVar[tuple[str, ...]] = ()
+    _common_validators: ClassVar[Mapping[str, check.Check]] = {
+        "lr": check.nonnegative,
+        "betas": check.betas,
+        "eps": check.positive,
+        "weight_decay": check.nonnegative,
+        "use_matrix_update": check.boolean,
+    }
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        name = type(self).__name__
+        index = len(self.param_groups)
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        try:
+            for position, tensor in enumerate(group["params"]):
+                where = f"{name}: param {position} of group {index}"
+                check_not_distributed(tensor, where)
+                if group["use_matrix_update"] and tensor.ndim < 2:
+                    raise ValueError(
+                        f"{where} has shape {tuple(tensor.shape)}, but a group with "
+                        "use_matrix_update=True needs parameters with at least 2 dimensions; "
+                        "put biases, norm gains and scalars in a group with "
+                        "use_matrix_update=False (AdamW), e.g. with "
+                        "gradkit.optim.matrix_param_groups(model)"
+                    )
+        except (ValueError, NotImplementedError):
+            self.param_groups.pop()
+            raise
+
+    def _state_names_for(self, group: Mapping[str, Any]) -> tuple[str, ...]:
+        return self._matrix_state_names if group["use_matrix_update"] else _ADAMW_STATE
+
+    def _stateless(self, group: Mapping[str, Any]) -> bool:
+        return bool(group["use_matrix_update"]) and not self._matrix_state_names
+
+    def _init_state(self, param: torch.Tensor, group: Mapping[str, Any]) -> dict[str, Any]:
+        if self._stateless(group):
+            # Nothing is stored for stateless matrices; the base class's step bookkeeping
+            # works on this throw-away dict.
+            return {"step": torch.tensor(0, dtype=torch.int64)}
+        return super()._init_state(param, group)
+
+    def _update(
+        self,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        state: dict[str, list[torch.Tensor]],
+        steps: list[int],
+        impl: str,
+    ) -> None:
+        if group["use_matrix_update"]:
+            self._matrix_update(group, params, grads, state, impl)
+            return
+        beta1, beta2 = group["betas"]
+        adamw(
+            params,
+            grads,
+            state["exp_avg"],
+            state["exp_avg_sq"],
+            steps,
+            lr=group["lr"],
+            beta1=float(beta1),
+            beta2=float(beta2),
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            maximize=group["maximize"],
+            impl=impl,
+        )
+
+    def _matrix_update(
+        self,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        state: dict[str, list[torch.Tensor]],
+        impl: str,
+    ) -> None:
+        """Apply the matrix rule to ``params`` (all ≥2-D)."""
+        raise NotImplementedError
