@@ -67,8 +67,10 @@ class OptimizerSpec:
         requires_closure: whether ``step`` needs a closure.
         new_flags: constructor flags added after the first release; the conformance suite deletes
             them from a saved state dict and checks that the checkpoint still loads.
-        hessian_refresh: for second-order methods, ``hook(optimizer, closure_loss_fn)`` that
-            refreshes the curvature estimate; the conformance suite calls it before each step.
+        hessian_refresh: for second-order methods, ``hook(optimizer, loss_fn)`` that refreshes
+            the curvature estimate; ``loss_fn()`` returns the current scalar loss with its
+            autograd graph (no backward run, ``.grad`` untouched). The conformance suite calls it
+            before every step (a curvature update every step, k = 1).
         lr: a learning rate that makes the 20-step "goes right direction" check meaningful.
         has_weight_decay: whether the class has a ``weight_decay`` hyper-parameter.
         validates_group_overrides: whether hyper-parameters given per param group (and through

@@ -16,6 +16,7 @@ from gradkit.optim._base import GradkitOptimizer, NonFiniteGradientError
 from gradkit.optim._diffgrad import DiffGrad
 from gradkit.optim._param_groups import matrix_param_groups
 from gradkit.optim._sinkgd import SinkGD
+from gradkit.optim._sophia import SophiaG, SophiaH, sophia_refresh
 from gradkit.optim._swan import SWAN
 
 __all__ = [
@@ -28,5 +29,8 @@ __all__ = [
     "GradkitOptimizer",
     "NonFiniteGradientError",
     "SinkGD",
+    "SophiaG",
+    "SophiaH",
     "matrix_param_groups",
+    "sophia_refresh",
 ]

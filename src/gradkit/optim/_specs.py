@@ -7,10 +7,11 @@ from gradkit.registry import OptimizerSpec
 
 def builtin_specs() -> list[OptimizerSpec]:
     """Registry entries of the optimizers that ship with gradkit, in display order."""
-    from gradkit.optim import _adabelief, _adamp, _diffgrad
+    from gradkit.optim import _adabelief, _adamp, _diffgrad, _sophia
 
     return [
         _diffgrad.registry_spec(),
         _adabelief.registry_spec(),
         *_adamp.registry_specs(),
+        *_sophia.registry_specs(),
     ]

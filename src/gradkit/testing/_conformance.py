@@ -54,7 +54,7 @@ def _run_step(
     ``frozen`` params, refresh curvature if the method needs it, then ``optimizer.step``."""
     closure = problem.closure(params, step)
     if spec.hessian_refresh is not None:
-        spec.hessian_refresh(optimizer, closure)
+        spec.hessian_refresh(optimizer, problem.loss_fn(params, step))
     loss: torch.Tensor | None = None
     if grads_none:
         for param in params:
@@ -334,7 +334,7 @@ def check_param_groups(spec: OptimizerSpec) -> None:
         closure = problem.closure(apart, step)
         for sub in (first, second):
             if spec.hessian_refresh is not None:
-                spec.hessian_refresh(sub, closure)
+                spec.hessian_refresh(sub, problem.loss_fn(apart, step))
         closure()
         for sub in (first, second):
             sub.step(cast(Any, closure)) if spec.requires_closure else sub.step()
@@ -572,7 +572,13 @@ def check_nonfinite_policy(spec: OptimizerSpec) -> None:
                     f"{spec.name} nonfinite={policy}",
                     exact=True,
                 )
-            elif torch.isfinite(params[2].detach()).all():
+            elif torch.isfinite(params[2].detach()).all() and all(
+                bool(torch.isfinite(value).all())
+                for value in _state_of(optimizer, params)[2].values()
+                if isinstance(value, torch.Tensor) and value.is_floating_point()
+            ):
+                # A method may bound its step (Sophia's clip turns an inf momentum into a finite
+                # step of size lr), so a non-finite state also shows that the step was applied.
                 raise AssertionError(
                     f"{spec.name}: nonfinite='ignore' did not apply the non-finite step"
                 )
@@ -593,8 +599,7 @@ def check_closure(spec: OptimizerSpec) -> None:
         return inner()
 
     if spec.hessian_refresh is not None:
-        spec.hessian_refresh(optimizer, problem.closure(params, 0))
-        calls.clear()
+        spec.hessian_refresh(optimizer, problem.loss_fn(params, 0))
     before = params[2].detach().clone()
     loss = optimizer.step(cast(Any, closure))
     if not isinstance(loss, torch.Tensor) or calls != [True]:
@@ -675,7 +680,9 @@ def check_optimizer(
         supports_complex / supports_sparse / requires_closure / has_weight_decay: capabilities.
         validates_group_overrides: expect per-group hyper-parameters to be validated (pass
             ``False`` for ``torch.optim`` classes, which validate only the constructor).
-        hessian_refresh: ``hook(optimizer, closure)`` for second-order methods.
+        hessian_refresh: ``hook(optimizer, loss_fn)`` for second-order methods, called before
+            every step; ``loss_fn()`` returns the step's scalar loss with its autograd graph
+            (no backward run), so the hook can compute gradients or Hessian-vector products.
         fused: run the compiled-path check.
 
     Example:

@@ -53,6 +53,11 @@ class TinyConvNet:
         out = hidden @ lin_w.t() + lin_b + scale
         return F.mse_loss(out, y) + empty.sum()
 
+    def loss_fn(self, params: list[torch.Tensor], step: int) -> Callable[[], torch.Tensor]:
+        """A zero-argument function returning the loss of batch ``step % 3`` with its graph
+        (no backward, ``.grad`` untouched): what a ``hessian_refresh`` hook receives."""
+        return lambda: self.loss(params, step)
+
     def closure(self, params: list[torch.Tensor], step: int) -> Callable[[], torch.Tensor]:
         """A ``step(closure)``-style closure: zero grads, loss, backward, return loss."""
 

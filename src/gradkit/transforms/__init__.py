@@ -5,8 +5,18 @@
 * :func:`grad_norm`, :func:`whiten_newton_schulz`, :func:`inverse_sqrt_newton_schulz`,
   :func:`sr_sinkhorn`, :func:`orthogonal_qr`, :func:`as_matrix`: the matrix kernels of SWAN,
   SinkGD and ARO (GradNorm, Newton–Schulz whitening, SR-Sinkhorn, sign-fixed QR).
+* :func:`hessian_vector_product`, :func:`hutchinson_diagonal`, :func:`gnb_gradient`,
+  :func:`gnb_diagonal`, :func:`sample_labels`: Hessian-vector products and the diagonal-Hessian
+  estimators of Sophia (Liu et al., ICLR 2024).
 """
 
+from gradkit.transforms._hessian import (
+    gnb_diagonal,
+    gnb_gradient,
+    hessian_vector_product,
+    hutchinson_diagonal,
+    sample_labels,
+)
 from gradkit.transforms._matrix import (
     as_matrix,
     grad_norm,
@@ -19,11 +29,16 @@ from gradkit.transforms._radial_projection import is_scale_invariant, radial_pro
 
 __all__ = [
     "as_matrix",
+    "gnb_diagonal",
+    "gnb_gradient",
     "grad_norm",
+    "hessian_vector_product",
+    "hutchinson_diagonal",
     "inverse_sqrt_newton_schulz",
     "is_scale_invariant",
     "orthogonal_qr",
     "radial_projection",
+    "sample_labels",
     "sr_sinkhorn",
     "whiten_newton_schulz",
 ]
