@@ -76,6 +76,12 @@ class OptimizerSpec:
         validates_group_overrides: whether hyper-parameters given per param group (and through
             ``add_param_group``) are validated like constructor arguments (``torch.optim``'s
             classes do not do this).
+        param_groups_fn: for optimizers that need their params routed into groups (the matrix
+            optimizers: ≥2-D params to the matrix rule, the rest to AdamW), a function mapping
+            what the suite would pass (a list of tensors or of group dicts) to the groups the
+            optimizer is built with, e.g. :func:`gradkit.optim.matrix_param_groups`. The suite
+            also routes the groups it adds with ``add_param_group``. ``None`` (default): params
+            are passed unchanged.
     """
 
     name: str
@@ -94,6 +100,7 @@ class OptimizerSpec:
     lr: float = 1e-2
     has_weight_decay: bool = True
     validates_group_overrides: bool = True
+    param_groups_fn: Callable[[Any], list[dict[str, Any]]] | None = None
 
 
 _REGISTRY: dict[str, OptimizerSpec] = {}

@@ -366,3 +366,33 @@ class ARO(MatrixOptimizer):
             maximize=group["maximize"],
             impl=impl,
         )
+
+
+def registry_spec() -> Any:
+    """The registry entry for :class:`ARO` (see :mod:`gradkit.registry`)."""
+    from gradkit.optim._param_groups import matrix_param_groups
+    from gradkit.optim._specs_matrix import matrix_error_inputs
+    from gradkit.registry import ErrorInput, OptimizerSpec
+
+    return OptimizerSpec(
+        name="aro",
+        cls=ARO,
+        paper="Gong, Zazo, Luo, Wang, Hensman, Ma, ARO: A New Lens On Matrix Optimization For Large Models (arXiv:2602.09006)",
+        summary="momentum, a QR rotation chosen for the base map, and SR-Sinkhorn for matrices (RMS 0.2 updates), AdamW for the rest",
+        configs=[
+            {},
+            {"weight_decay": 0.1, "momentum": 0.9, "base": "row_norm"},
+            {"update_scale": "dion_rms_norm", "base": "sign", "target_rms": 0.1},
+        ],
+        error_inputs=[
+            *matrix_error_inputs(),
+            ErrorInput({"momentum": 1.0}, ValueError, r"Invalid momentum: 1\.0"),
+            ErrorInput({"base": "adam"}, ValueError, r"Invalid base: 'adam'"),
+            ErrorInput({"update_scale": "x"}, ValueError, r"Invalid update_scale: 'x'"),
+            ErrorInput({"target_rms": 0.0}, ValueError, r"Invalid target_rms: 0\.0"),
+            ErrorInput({"rotate": "both"}, ValueError, r"Invalid rotate: 'both'"),
+        ],
+        hyperparams=("lr", "momentum", "weight_decay", "betas", "eps", "base", "update_scale"),
+        lr=0.01,
+        param_groups_fn=matrix_param_groups,
+    )

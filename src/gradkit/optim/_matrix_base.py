@@ -10,6 +10,9 @@ It adds to :class:`~gradkit.optim._base.GradkitOptimizer`:
   dimensions raises ``ValueError`` naming it; distributed parameters (``DTensor``, FSDP's
   ``FlatParameter``) raise ``NotImplementedError`` (not supported yet: the matrix rules need the
   whole matrix on one device);
+* **whole-step skipping**: under ``nonfinite="skip"`` a non-finite gradient in any group skips
+  the update of *all* groups (the routing splits one model into several groups, and a
+  half-applied step would desynchronise them), like ``torch.amp.GradScaler``;
 * **stateless matrices**: for methods without matrix state (SWAN, SinkGD) nothing at all is
   stored for matrix-group params, not even a step counter, so ``optimizer.state`` holds
   entries only for the AdamW group.
@@ -21,7 +24,7 @@ are skipped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -88,6 +91,23 @@ class MatrixOptimizer(GradkitOptimizer):
         except (ValueError, NotImplementedError):
             self.param_groups.pop()
             raise
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one optimization step (see :meth:`GradkitOptimizer.step`)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group_index, group in enumerate(self.param_groups):
+            if group["nonfinite"] != "skip":
+                continue
+            _, grads = self._collect(group, group_index)
+            if not self._finite(group_index, group, grads):
+                self.skipped_steps += 1
+                return loss
+        super().step()
+        return loss
 
     def _state_names_for(self, group: Mapping[str, Any]) -> tuple[str, ...]:
         return self._matrix_state_names if group["use_matrix_update"] else _ADAMW_STATE

@@ -209,3 +209,26 @@ class SinkGD(MatrixOptimizer):
             maximize=group["maximize"],
             impl=impl,
         )
+
+
+def registry_spec() -> Any:
+    """The registry entry for :class:`SinkGD` (see :mod:`gradkit.registry`)."""
+    from gradkit.optim._param_groups import matrix_param_groups
+    from gradkit.optim._specs_matrix import matrix_error_inputs
+    from gradkit.registry import ErrorInput, OptimizerSpec
+
+    return OptimizerSpec(
+        name="sinkgd",
+        cls=SinkGD,
+        paper="Scetbon, Ma, Gong, Meeds, Gradient Multi-Normalization for Stateless and Scalable LLM Training (arXiv:2502.06742; NeurIPS 2025)",
+        summary="stateless SR-Sinkhorn (row then column l2) normalised updates for matrices, AdamW for the rest",
+        configs=[{}, {"weight_decay": 0.1, "sinkhorn_iters": 3}, {"betas": (0.8, 0.99)}],
+        error_inputs=[
+            *matrix_error_inputs(),
+            ErrorInput({"sinkhorn_iters": 0}, ValueError, r"Invalid sinkhorn_iters: 0"),
+            ErrorInput({"sinkhorn_iters": 2.5}, TypeError, r"Invalid sinkhorn_iters: 2\.5"),
+        ],
+        hyperparams=("lr", "sinkhorn_iters", "weight_decay", "betas", "eps"),
+        lr=0.01,
+        param_groups_fn=matrix_param_groups,
+    )

@@ -279,3 +279,31 @@ class SWAN(MatrixOptimizer):
             maximize=group["maximize"],
             impl=impl,
         )
+
+
+def registry_spec() -> Any:
+    """The registry entry for :class:`SWAN` (see :mod:`gradkit.registry`)."""
+    from gradkit.optim._param_groups import matrix_param_groups
+    from gradkit.optim._specs_matrix import matrix_error_inputs
+    from gradkit.registry import ErrorInput, OptimizerSpec
+
+    return OptimizerSpec(
+        name="swan",
+        cls=SWAN,
+        paper="Ma, Gong, Scetbon, Meeds, SWAN: SGD with Normalization and Whitening Enables Stateless LLM Training, ICML 2025 (arXiv:2412.13148)",
+        summary="stateless GradNorm + Newton-Schulz GradWhitening for matrices, AdamW for the rest",
+        configs=[
+            {},
+            {"weight_decay": 0.1, "ns_steps": 12, "rescale": False},
+            {"square": "uncentered"},
+        ],
+        error_inputs=[
+            *matrix_error_inputs(),
+            ErrorInput({"ns_steps": 0}, ValueError, r"Invalid ns_steps: 0"),
+            ErrorInput({"square": "svd"}, ValueError, r"Invalid square: 'svd'"),
+            ErrorInput({"rescale": 1}, TypeError, r"Invalid rescale: 1"),
+        ],
+        hyperparams=("lr", "ns_steps", "weight_decay", "betas", "eps", "square", "rescale"),
+        lr=0.01,
+        param_groups_fn=matrix_param_groups,
+    )

@@ -31,7 +31,24 @@ def _make(
     spec: OptimizerSpec, params: Any, config: dict[str, Any], **extra: Any
 ) -> torch.optim.Optimizer:
     kwargs = {"lr": spec.lr, **config, **extra}
-    return spec.cls(params, **kwargs)
+    return spec.cls(_groups(spec, params), **kwargs)
+
+
+def _groups(spec: OptimizerSpec, params: Any) -> Any:
+    """``params`` routed by ``spec.param_groups_fn`` (a bare tensor passes unchanged, so the
+    optimizer's own type check still runs)."""
+    if spec.param_groups_fn is None or isinstance(params, torch.Tensor):
+        return params
+    return spec.param_groups_fn(list(params))
+
+
+def _locate(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> tuple[int, int]:
+    """``(group index, index in group)`` of ``param`` in ``optimizer``."""
+    for group_index, group in enumerate(optimizer.param_groups):
+        for index, candidate in enumerate(group["params"]):
+            if candidate is param:
+                return group_index, index
+    raise AssertionError("param not found in the optimizer's param groups")
 
 
 def _impl_kwargs(impl: str) -> dict[str, Any]:
@@ -365,7 +382,8 @@ def check_add_param_group(spec: OptimizerSpec) -> None:
     problem = TinyConvNet(torch.float64)
     params = problem.params
     optimizer = _make(spec, params[:2], _configs(spec)[0])
-    optimizer.add_param_group({"params": params[2:], "lr": spec.lr})
+    for group in _groups(spec, [{"params": params[2:], "lr": spec.lr}]):
+        optimizer.add_param_group(group)
     old = params[2].detach().clone()
     _train(spec, optimizer, problem, params, range(2))
     if torch.equal(old, params[2].detach()):
@@ -374,7 +392,8 @@ def check_add_param_group(spec: OptimizerSpec) -> None:
         return
     extra = torch.zeros(3, dtype=torch.float64, requires_grad=True)
     try:
-        optimizer.add_param_group({"params": [extra], "lr": -1.0})
+        for group in _groups(spec, [{"params": [extra], "lr": -1.0}]):
+            optimizer.add_param_group(group)
     except ValueError as error:
         if "lr" not in str(error):
             raise AssertionError(
@@ -425,9 +444,10 @@ def check_deepcopy_and_repr(spec: OptimizerSpec) -> None:
     if not optimizer.state:
         raise AssertionError(f"{spec.name}: state is empty after two steps")
     clone = copy.deepcopy(optimizer)
-    clone_params = clone.param_groups[0]["params"] + [
-        p for g in clone.param_groups[1:] for p in g["params"]
-    ]
+    clone_params = []  # the clone's params in the problem's order
+    for param in params:
+        group_index, index = _locate(optimizer, param)
+        clone_params.append(clone.param_groups[group_index]["params"][index])
     if any(cp is p for cp, p in zip(clone_params, params, strict=True)):
         raise AssertionError(f"{spec.name}: deepcopy shares params with the original")
     for attr in ("defaults", "skipped_steps"):
@@ -556,8 +576,10 @@ def check_nonfinite_policy(spec: OptimizerSpec) -> None:
             assert params[2].grad is not None
             params[2].grad[1, 3] = bad
             if policy == "raise":
+                group_index, index = _locate(optimizer, params[2])
+                where = rf"param {index} of group {group_index}.*(NaN|inf)"
                 _expect(
-                    ErrorInput({}, NonFiniteGradientError, r"param 2 of group 0.*(NaN|inf)"),
+                    ErrorInput({}, NonFiniteGradientError, where),
                     optimizer.step,
                     f"{spec.name}: non-finite gradient under nonfinite='raise'",
                 )
