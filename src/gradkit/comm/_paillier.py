@@ -207,7 +207,7 @@ class PackingPlan:
     @classmethod
     def for_key(cls, public_key: Any, num_clients: int, max_value: int = 1) -> PackingPlan:
         """The tightest plan for a phe public key (``key_bits = n.bit_length()``)."""
-        return cls(_modulus(public_key, "PackingPlan"), num_clients, max_value)
+        return cls(_modulus(public_key, "PackingPlan").bit_length(), num_clients, max_value)
 
     def num_ciphertexts(self, count: int) -> int:
         """Ciphertexts needed for ``count`` values."""
