@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import torch
 
-from gradkit.optim import DiffGrad
+from gradkit.optim import DiffGrad, SophiaH
 from gradkit.registry import ErrorInput, OptimizerSpec, get_optimizer
 from gradkit.testing import check_optimizer, conformance_checks
 
@@ -135,3 +135,46 @@ def test_torch_adamw_lacks_group_override_validation() -> None:
             ),
             "add_param_group",
         )
+
+
+# ---------------------------------------------------------------------------- hessian_refresh
+class StaleForeachCurvature(SophiaH):
+    """The foreach path never refreshes its curvature: only a suite that calls the registry's
+    ``hessian_refresh`` hook can tell it from the for-loop."""
+
+    def update_hessian(self, hessian=None, **kwargs):
+        if self.param_groups[0]["foreach"] is not False:
+            return
+        super().update_hessian(hessian, **kwargs)
+
+
+def test_suite_calls_hessian_refresh_before_every_step() -> None:
+    """The hook gets the optimizer and a loss_fn returning the step's loss with its graph, once
+    per step: 7 steps x 2 implementations x each config in foreach_matches_forloop."""
+    base = get_optimizer("sophiah")
+    calls: list[tuple[int, bool]] = []
+
+    def hook(optimizer: Any, loss_fn: Any) -> None:
+        loss = loss_fn()
+        calls.append((sum(int(s["step"]) for s in optimizer.state.values()), loss.requires_grad))
+        assert base.hessian_refresh is not None
+        base.hessian_refresh(optimizer, lambda: loss)
+
+    spec = _spec(SophiaH, hessian_refresh=hook, configs=base.configs, error_inputs=())
+    _run(spec, "foreach_matches_forloop")
+    assert len(calls) == 7 * 2 * len(base.configs)
+    assert all(has_graph for _, has_graph in calls)
+    for check in ("checkpoint_resumes_exactly", "param_groups", "closure", "tensor_lr"):
+        calls.clear()
+        _run(spec, check)
+        assert calls, f"{check} never refreshed the curvature"
+
+
+def test_ignored_hessian_refresh_would_fail_a_check() -> None:
+    """A foreach path that drops curvature updates fails foreach_matches_forloop, because the
+    suite really calls the hook (without the hook both paths would be sign momentum and agree)."""
+    hook = get_optimizer("sophiah").hessian_refresh
+    with pytest.raises(AssertionError, match="foreach vs for-loop"):
+        _run(_spec(StaleForeachCurvature, hessian_refresh=hook), "foreach_matches_forloop")
+    _run(_spec(StaleForeachCurvature, hessian_refresh=None), "foreach_matches_forloop")
+    _run(_spec(SophiaH, hessian_refresh=hook), "foreach_matches_forloop")
