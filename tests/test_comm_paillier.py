@@ -107,6 +107,14 @@ def test_pack_unpack_round_trip_and_sums() -> None:
         assert [int(x) for x in total] == [sum(v[i] for v in vals) for i in range(count)]
 
 
+def test_numpy_integers_become_python_ints() -> None:
+    """phe issue #116: numpy integers break phe's encoding; the packer hands it Python ints."""
+    plan = PackingPlan(np.int64(2048), np.int64(10))  # type: ignore[arg-type]
+    assert type(plan.key_bits) is int and type(plan.num_clients) is int
+    packed = plan.pack(np.array([1, 0, 1], dtype=np.int64))
+    assert [type(m) for m in packed] == [int] and packed == [1 + (1 << 8)]
+
+
 def test_raw_paillier_sums_wrap_silently_past_n(holder: KeyHolder) -> None:
     """The pitfall the plan guards against: phe's raw sums are modulo n, with no error."""
     pk, n = holder.public_key, holder.public_key.n

@@ -122,14 +122,21 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
         raise ValueError(f"Invalid {name}: {value!r} (must be one of {', '.join(choices)})")
 
 
+class _Checked(list):
+    """A list of tensors :func:`as_tensor_list` has already validated (not re-checked)."""
+
+
 def as_tensor_list(
     update: torch.Tensor | Sequence[torch.Tensor], name: str = "update"
 ) -> list[torch.Tensor]:
     """Validate an update (a tensor or a sequence of tensors) and return it as a list.
 
     Raises ``TypeError`` for a non-tensor or an unsupported dtype and ``ValueError`` for an
-    empty list or a non-finite entry (the message names the tensor index).
+    empty list or a non-finite entry (the message names the tensor index). A list returned by
+    this function is not validated again.
     """
+    if isinstance(update, _Checked):
+        return update
     tensors = [update] if isinstance(update, torch.Tensor) else list(update)
     if not tensors:
         raise ValueError(f"Invalid {name}: an empty list of tensors")
@@ -147,7 +154,7 @@ def as_tensor_list(
             raise ValueError(
                 f"Non-finite value (NaN or ±inf) in {name}[{i}] (shape {tuple(t.shape)})"
             )
-    return tensors
+    return _Checked(tensors)
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
