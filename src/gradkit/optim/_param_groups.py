@@ -10,8 +10,8 @@
   - every parameter with ``ndim < 2`` (biases, norm gains, scalars, zero-size vectors);
   - ``nn.Embedding``/``nn.EmbeddingBag`` weights (also when tied to a ``Linear``: a tensor shared
     by an embedding and a head goes to AdamW once);
-  - the **output head**: with ``head="auto"`` the *last* ``nn.Linear`` in ``model.modules()``
-    order (registration order: the classifier of an MLP/CNN, ``lm_head`` of a GPT registered
+  - the **output head**: with ``head="auto"`` the *last* trainable ``nn.Linear`` in
+    ``model.modules()`` order (registration order: the classifier of an MLP/CNN, ``lm_head`` of a GPT registered
     after its blocks); ``head=None`` keeps it in the matrix group; a module, a parameter, or a
     module/parameter name (``"lm_head"``) picks it explicitly;
   - anything in ``exclude`` (modules, parameters or their qualified names).
@@ -135,7 +135,9 @@ def _from_module(
         if isinstance(module, nn.Embedding | nn.EmbeddingBag):
             to_adamw.add(id(module.weight))
     if head == "auto":
-        linears = [m for m in modules.values() if isinstance(m, nn.Linear)]
+        linears = [
+            m for m in modules.values() if isinstance(m, nn.Linear) and m.weight.requires_grad
+        ]
         if linears:
             mark(linears[-1], "head")
     elif head is not None:

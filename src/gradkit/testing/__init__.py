@@ -7,5 +7,6 @@
 """
 
 from gradkit.testing._conformance import check_optimizer, conformance_checks
+from gradkit.testing._memory import reachable_tensors, state_bytes
 
-__all__ = ["check_optimizer", "conformance_checks"]
+__all__ = ["check_optimizer", "conformance_checks", "reachable_tensors", "state_bytes"]
