@@ -47,7 +47,7 @@ import dataclasses
 import hashlib
 import struct
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -119,10 +119,13 @@ def _phe() -> ModuleType:
     return paillier
 
 
-def _mulmod(a: int, b: int, m: int) -> int:
-    import phe.util
-
-    return int(phe.util.mulmod(a, b, m))
+def _big_int() -> Callable[[int], Any]:
+    """``gmpy2.mpz`` when available (products mod n² about 3x faster than Python ints)."""
+    try:
+        from gmpy2 import mpz
+    except ImportError:  # pragma: no cover - gmpy2 is installed in CI
+        return int
+    return mpz
 
 
 def _modulus(public_key: Any, who: str) -> int:
@@ -496,6 +499,7 @@ class SecureAggregator:
     """
 
     def __init__(self, public_key: Any) -> None:
+        _phe()
         self.n = _modulus(public_key, "SecureAggregator")
 
     def aggregate(
@@ -513,47 +517,48 @@ class SecureAggregator:
         """
         if len(payloads) == 0:
             raise ValueError("Nothing to aggregate: no client payloads")
-        nsquare = self.n * self.n
+        big = _big_int()
+        nsquare = big(self.n * self.n)
         first: tuple[FrameHeader, _Section] | None = None
-        votes: list[int] = []
-        scale_cts: list[int] = []
+        totals: list[Any] = []
         clear: list[tuple[torch.Tensor, torch.Tensor]] = []
         for k, data in enumerate(payloads):
             try:
-                header, section, scales, v, s = _read_encrypted(
+                header, section, scales, votes, scale_cts = _read_encrypted(
                     data, KIND_ENCRYPTED, expected_shapes
                 )
                 _check_plan(section, header, self.n)
                 if first is None:
                     first = (header, section)
+                    if len(payloads) > section.num_clients:
+                        raise ValueError(
+                            f"Too many payloads: {len(payloads)} clients, but the packing was "
+                            f"sized for {section.num_clients} (the vote sums could overflow a slot)"
+                        )
                 else:
                     _same(first, (header, section))
-                for c in (*v, *s):
-                    if not 0 < c < nsquare:
-                        raise ValueError("a ciphertext is outside (0, n²)")
+                cts = votes + scale_cts
+                if not all(0 < c < nsquare for c in cts):
+                    raise ValueError("a ciphertext is outside (0, n²)")
             except ValueError as err:
                 raise ValueError(f"payload {k}: {err}") from err
             if scales is not None:
                 clear.append(scales)
-            votes = v if k == 0 else [_mulmod(a, b, nsquare) for a, b in zip(votes, v, strict=True)]
-            scale_cts = (
-                s if k == 0 else [_mulmod(a, b, nsquare) for a, b in zip(scale_cts, s, strict=True)]
-            )
+            # The homomorphic sum: a product of ciphertexts modulo n².
+            if k == 0:
+                totals = [big(c) for c in cts]
+            else:
+                totals = [a * c % nsquare for a, c in zip(totals, cts, strict=True)]
         if first is None:  # pragma: no cover - payloads is non-empty (checked above)
             raise ValueError("Nothing to aggregate: no client payloads")
         header, section = first
-        if len(payloads) > section.num_clients:
-            raise ValueError(
-                f"Too many payloads: {len(payloads)} clients, but the packing was sized for "
-                f"{section.num_clients} (the vote sums could overflow a slot)"
-            )
         out = encode_header(KIND_AGGREGATE, header.flags, header)
         out += dataclasses.replace(section, clients=len(payloads)).pack()
         for tau, alpha in clear:
             out += scales_bytes(tau, alpha)
         width = section.ciphertext_bytes
-        for c in (*votes, *scale_cts):
-            out += c.to_bytes(width, "big")
+        for c in totals:
+            out += int(c).to_bytes(width, "big")
         return finish(out)
 
     def __repr__(self) -> str:
