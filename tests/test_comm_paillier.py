@@ -291,6 +291,8 @@ def test_server_rejects_bad_payloads(holder: KeyHolder, other_holder: KeyHolder)
 def test_key_size_and_key_serialisation(holder: KeyHolder) -> None:
     with pytest.raises(ValueError, match="Invalid key_bits: 1024 \\(must be >= 2048\\)"):
         KeyHolder(1024)
+    with pytest.raises(TypeError, match="needs an explicit key_bits"):
+        KeyHolder()
     small = SimpleNamespace(n=(1 << 1023) + 1)
     with pytest.raises(ValueError, match="1024-bit modulus \\(must be >= 2048 bits\\)"):
         SecureAggregator(small)

@@ -581,7 +581,8 @@ class KeyHolder:
     """Owns the Paillier key pair; decrypts only aggregates.
 
     Args:
-        key_bits: modulus size in bits (default 2048, the minimum; 3072 is phe's own default).
+        key_bits: modulus size in bits, required unless ``private_key`` is given: at least
+            2048 (about 112-bit security); 3072 is phe's own default (about 128-bit).
         min_clients: smallest aggregate it agrees to decrypt (default 2).
         private_key: an existing ``phe`` private key to use instead of generating one.
 
@@ -599,13 +600,18 @@ class KeyHolder:
     """
 
     def __init__(
-        self, key_bits: int = 2048, *, min_clients: int = 2, private_key: Any = None
+        self, key_bits: int | None = None, *, min_clients: int = 2, private_key: Any = None
     ) -> None:
         paillier = _phe()
         if isinstance(min_clients, bool) or not isinstance(min_clients, int) or min_clients < 1:
             raise ValueError(f"Invalid min_clients: {min_clients!r} (must be an int >= 1)")
         self.min_clients = min_clients
         if private_key is None:
+            if key_bits is None:
+                raise TypeError(
+                    f"KeyHolder needs an explicit key_bits (>= {MIN_KEY_BITS}; 3072 is phe's "
+                    "own default) or an existing private_key"
+                )
             if isinstance(key_bits, bool) or not isinstance(key_bits, int):
                 raise TypeError(f"Invalid key_bits: {key_bits!r} (expected an int)")
             if key_bits < MIN_KEY_BITS:
