@@ -1,0 +1,143 @@
+"""The Flower ``ServerApp``: runs several experiments (methods, attacks, faults) one after the
+other inside one simulation, so that Ray starts once.
+
+Evaluation happens on the server after every round (``Strategy.start(evaluate_fn=...)``): the
+global model is scored on the union of the clients' test splits, each transformed with its own
+client's training-split scaler. That is exactly what a federated evaluation round would
+compute, pooled; the server reads the client data only because this is a simulation (the data
+are regenerated from the seed in this process), and nothing of it enters training.
+
+Results go to a JSON file, rewritten atomically after every experiment, and a progress line
+(``@@gradkit-fed-progress <experiment> <round> <rounds>``) is printed on stdout after every round.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, Context, MetricRecord
+from flwr.serverapp import Grid, ServerApp
+
+from gradkit.fed.experiment import Experiment, FedConfig, federated_data, minority_classes
+from gradkit.fed.model import build_mlp, classification_metrics, get_weights, predict, set_weights
+from gradkit.fed.strategy import EdgeDetectStrategy
+
+__all__ = ["PROGRESS_MARK", "make_server_app", "write_json_atomic"]
+
+PROGRESS_MARK = "@@gradkit-fed-progress"
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` through a temporary file and ``os.replace``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, allow_nan=False, default=_jsonable)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def make_server_app(
+    cfg: FedConfig, experiments: Sequence[Experiment], out_path: str | os.PathLike[str]
+) -> ServerApp:
+    """A ``ServerApp`` whose main runs ``experiments`` in order and writes the results to
+    ``out_path`` (see :func:`gradkit.fed.simulation.run_federated` for the layout)."""
+    names = [e.name for e in experiments]
+    if len(set(names)) != len(names):
+        raise ValueError(f"experiment names must be unique, got {names}")
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        clients, n_features, n_classes = federated_data(cfg)
+        X_test = np.concatenate([c.X_test for c in clients])
+        y_test = np.concatenate([c.y_test for c in clients])
+        minority = minority_classes(clients, n_classes)
+        model = build_mlp(n_features, n_classes, cfg.hidden, cfg.model_seed)
+        initial = get_weights(model)
+        shapes = [tuple(w.shape) for w in initial]
+        results: dict[str, Any] = {
+            "num_params": int(sum(w.size for w in initial)),
+            "num_features": n_features,
+            "num_classes": n_classes,
+            "minority_classes": minority,
+            "test_size": len(y_test),
+            "train_sizes": [len(c.y_train) for c in clients],
+            "class_counts": np.bincount(
+                np.concatenate([c.y_train for c in clients]), minlength=n_classes
+            ).tolist(),
+            "experiments": {},
+        }
+        for exp in experiments:
+            evals: dict[int, dict[str, Any]] = {}
+
+            def evaluate(
+                server_round: int,
+                arrays: ArrayRecord,
+                exp: Experiment = exp,
+                evals: dict[int, dict[str, Any]] = evals,
+            ) -> MetricRecord:
+                set_weights(model, [arrays[k].numpy() for k in arrays])
+                m = classification_metrics(y_test, predict(model, X_test), n_classes, minority)
+                evals[server_round] = {
+                    "accuracy": m.accuracy,
+                    "macro_f1": m.macro_f1,
+                    "minority_f1": _finite(m.minority_f1),
+                    "per_class_f1": [_finite(v) for v in m.per_class_f1],
+                }
+                print(f"{PROGRESS_MARK} {exp.name} {server_round} {exp.rounds}", flush=True)
+                return MetricRecord({"accuracy": m.accuracy, "macro-f1": m.macro_f1})
+
+            key_holder = None
+            if exp.spec.secure:
+                from gradkit.comm import KeyHolder
+
+                key_holder = KeyHolder(cfg.key_bits, min_clients=exp.min_replies)
+            strategy = EdgeDetectStrategy(exp, cfg, shapes, key_holder=key_holder)
+            error = None
+            start = time.perf_counter()
+            try:
+                strategy.start(
+                    grid=grid,
+                    initial_arrays=ArrayRecord({f"w{i}": Array(w) for i, w in enumerate(initial)}),
+                    num_rounds=exp.rounds,
+                    timeout=cfg.round_timeout,
+                    evaluate_fn=evaluate,
+                )
+            except Exception as err:  # recorded; the next experiment still runs
+                error = f"{type(err).__name__}: {err}"
+                print(traceback.format_exc(), file=sys.stderr, flush=True)
+            results["experiments"][exp.name] = {
+                "experiment": exp.to_dict(),
+                "error": error,
+                "seconds": time.perf_counter() - start,
+                "rounds": [{**h, **evals.get(h["round"], {})} for h in strategy.history],
+                "initial": evals.get(0),
+            }
+            write_json_atomic(out_path, results)
+
+    return app
