@@ -160,6 +160,10 @@ def test_loaded_sizes_are_checked() -> None:
     bad["residuals"][1] = torch.zeros(9)
     with pytest.raises(ValueError, match=r"residual #1 with 9 elements"):
         SignCompressionState().load_state_dict(bad)
+    bad["residuals"][1] = torch.zeros(4)
+    bad["version"] = 99
+    with pytest.raises(ValueError, match=r"unsupported version 99"):
+        SignCompressionState().load_state_dict(bad)
     del bad["iter"]
     with pytest.raises(ValueError, match=r"missing keys \['iter'\]"):
         SignCompressionState().load_state_dict(bad)
@@ -228,7 +232,7 @@ def _flat(model: nn.Module) -> torch.Tensor:
 
 
 def _ranks_identical(model: nn.Module, world: int) -> bool:
-    flat = _flat(model)
+    flat = _flat(model).float()  # exact for bf16 too
     gathered = [torch.empty_like(flat) for _ in range(world)]
     dist.all_gather(gathered, flat)
     return all(torch.equal(gathered[0], g) for g in gathered[1:])
@@ -252,12 +256,18 @@ def _setup(
     return ddp, _sgd(ddp, momentum)
 
 
-def _train(ddp: DDP, opt: torch.optim.Optimizer, seed: int, steps: range) -> None:
+def _train(
+    ddp: DDP,
+    opt: torch.optim.Optimizer,
+    seed: int,
+    steps: range,
+    dtype: torch.dtype = torch.float32,
+) -> None:
     x, y = _data()
     for step in steps:
         xb, yb = _batch(x, y, seed, step)
         opt.zero_grad()
-        nn.functional.cross_entropy(ddp(xb), yb).backward()
+        nn.functional.cross_entropy(ddp(xb.to(dtype)).float(), yb).backward()
         opt.step()
 
 
@@ -329,6 +339,19 @@ def _worker_main(rank: int, world: int, ckpt_dir: str) -> dict[str, Any]:
     ddp, opt = _setup(SignCompressionState(vote="majority"), _exact_vote_hook(mismatches, checked))
     _train(ddp, opt, seed=0, steps=range(4))  # the same batches on every rank
     out["exact_mismatches"], out["exact_checked"] = mismatches, checked
+
+    # bf16 buckets, compressing from iteration 0 (start_iter=0 is safe: no bucket-keyed state).
+    state = SignCompressionState(vote="mean", start_iter=0)
+    ddp = DDP(_model().to(torch.bfloat16), bucket_cap_mb=0.02)
+    ddp.register_comm_hook(state, sign_compress_hook)
+    _train(ddp, _sgd(ddp, momentum=False), seed=rank + 1, steps=range(5), dtype=torch.bfloat16)
+    out["bf16"] = {
+        "identical": _ranks_identical(ddp.module, world),
+        "finite": bool(torch.isfinite(_flat(ddp.module).float()).all()),
+        "residual_dtypes": sorted({str(r.dtype) for r in state.residuals.values()}),
+        "all_compressed": state.bytes_sent == state.compressed_bytes_sent > 0,
+        "iter": state.iter,
+    }
 
     state = SignCompressionState(vote="majority")
     ddp, opt = _setup(state, momentum=True)
@@ -407,6 +430,17 @@ def test_majority_of_identical_ranks_is_scaled_sign(
     for r in main_run[0]:
         assert sum(r["exact_checked"]) == r["numel"]
         assert r["exact_mismatches"] == [0] * len(r["exact_checked"])
+
+
+def test_bf16_buckets_from_iteration_zero(main_run: tuple[list[dict[str, Any]], Path]) -> None:
+    for r in main_run[0]:
+        assert r["bf16"] == {
+            "identical": True,
+            "finite": True,
+            "residual_dtypes": ["torch.float32"],
+            "all_compressed": True,
+            "iter": 5,
+        }
 
 
 def test_resume_from_checkpoint_is_bitwise(main_run: tuple[list[dict[str, Any]], Path]) -> None:

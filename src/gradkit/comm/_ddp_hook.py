@@ -376,9 +376,17 @@ class SignCompressionState:
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved (options included, as ``torch.optim`` does)."""
-        missing = [k for k in self.state_dict() if k not in state_dict]
+        keys = ("version", "vote", "error_feedback", "start_iter", "scale", "iter")
+        missing = [
+            k for k in (*keys, "param_numels", "residuals", *self._COUNTERS) if k not in state_dict
+        ]
         if missing:
             raise ValueError(f"SignCompressionState.load_state_dict: missing keys {missing}")
+        if state_dict["version"] != _STATE_VERSION:
+            raise ValueError(
+                f"SignCompressionState.load_state_dict: unsupported version {state_dict['version']!r}"
+                f" (this gradkit writes and reads version {_STATE_VERSION})"
+            )
         _check_choice("vote", state_dict["vote"], VOTES)
         _check_choice("scale", state_dict["scale"], SCALES)
         error_feedback = _check_bool("error_feedback", state_dict["error_feedback"])
@@ -392,16 +400,16 @@ class SignCompressionState:
                     f"SignCompressionState.load_state_dict: residual #{k} with {v.numel()} "
                     "elements does not match the recorded parameter sizes"
                 )
-        self.vote, self.scale = state_dict["vote"], state_dict["scale"]
-        self.error_feedback, self.start_iter, self.iter = error_feedback, start_iter, iteration
-        self.param_numels, self.residuals = numels, residuals
-        for name in self._COUNTERS:
-            setattr(self, name, int(state_dict[name]))
         if self._seen > len(numels):
             raise ValueError(
                 f"SignCompressionState.load_state_dict: this state already numbered {self._seen} "
                 f"parameters, the loaded one only {len(numels)}"
             )
+        self.vote, self.scale = state_dict["vote"], state_dict["scale"]
+        self.error_feedback, self.start_iter, self.iter = error_feedback, start_iter, iteration
+        self.param_numels, self.residuals = numels, residuals
+        for name in self._COUNTERS:
+            setattr(self, name, int(state_dict[name]))
 
     def __getstate__(self) -> dict[str, Any]:
         return self.state_dict()
