@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import random
 import struct
 import subprocess
 import sys
 import zlib
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,6 +24,8 @@ from gradkit.comm import (
     aggregate,
     binarize,
     client_payload,
+    decode_frame,
+    encode_frame,
     encrypt_update,
     encrypted_frame_info,
     load_public_key,
@@ -286,6 +291,39 @@ def test_server_rejects_bad_payloads(holder: KeyHolder, other_holder: KeyHolder)
     agg = server.aggregate(frames[:2])
     with pytest.raises(ValueError, match="different public key"):
         other_holder.decrypt_aggregate(agg)
+
+
+def test_mutated_frames_raise_only_value_errors(holder: KeyHolder) -> None:
+    """Random byte edits, cuts and extensions (mostly with a fixed-up CRC, so the deeper
+    checks are reached) never crash a decoder with anything but ValueError."""
+    rng = random.Random(0)
+    update = binarize(
+        [torch.randn(30, generator=torch.Generator().manual_seed(0)), torch.randn(2, 3)]
+    )
+    enc = encrypt_update(update, holder.public_key, num_clients=3)
+    server = SecureAggregator(holder.public_key)
+    cases: list[tuple[bytes, Callable[[bytes], object]]] = [
+        (encode_frame(update), decode_frame),
+        (enc, lambda d: server.aggregate([d])),
+        (server.aggregate([enc, enc]), holder.decrypt_aggregate),
+        (holder.public_key_bytes(), load_public_key),
+    ]
+    for data, decode in cases:
+        for _ in range(150):
+            frame = bytearray(data)
+            op = rng.randrange(4)
+            if op == 0:
+                frame[rng.randrange(len(frame))] = rng.randrange(256)
+            elif op == 1:
+                frame = frame[: rng.randrange(len(frame))]
+            elif op == 2:
+                frame[rng.randrange(min(len(frame), 90))] = rng.randrange(256)
+            else:
+                frame += bytes(rng.randrange(1, 9))
+            if len(frame) >= 4 and rng.random() < 0.7:
+                frame = bytearray(_refresh_crc(frame))
+            with contextlib.suppress(ValueError):
+                decode(bytes(frame))
 
 
 def test_key_size_and_key_serialisation(holder: KeyHolder) -> None:

@@ -441,6 +441,11 @@ def _check_plan(
         raise ValueError(
             f"Invalid frame: {section.ciphertext_bytes}-byte ciphertexts, the key needs {_ciphertext_bytes(n)}"
         )
+    if 0 in (section.slot_bits, section.slots_per_ciphertext) or (
+        section.scale_ciphertexts
+        and 0 in (section.scale_slot_bits, section.scale_slots_per_ciphertext)
+    ):
+        raise ValueError("Invalid frame: zero slot width or slots per ciphertext")
     plan = PackingPlan(
         n.bit_length(), section.num_clients, 1, section.slot_bits, section.slots_per_ciphertext
     )
