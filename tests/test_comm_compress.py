@@ -212,6 +212,14 @@ def test_frame_is_30x_smaller_than_float32_for_a_100k_model() -> None:
     assert [u.shape for u in result.update] == [p.shape for p in model.parameters()]
 
 
+def test_client_payload_reports_sign_disagreement_of_the_raw_update() -> None:
+    u = [torch.randn(1000, generator=_gen(16)) + 0.4]
+    pay = client_payload(u)
+    assert pay.sign_disagreement == sign_disagreement(u, binarize(u)) > 0.1
+    assert client_payload(u, threshold="zero").sign_disagreement == 0.0
+    assert pay.encode_seconds > 0 and pay.num_coords == 1000 and not pay.secure
+
+
 def _frame() -> bytes:
     return encode_frame(binarize([torch.randn(20, generator=_gen(8)), torch.randn(3, 3)]))
 

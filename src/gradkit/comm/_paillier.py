@@ -58,6 +58,7 @@ import torch
 from gradkit.comm._aggregate import AggregateResult, majority_from_counts, median_scale
 from gradkit.comm._binarize import BinaryUpdate
 from gradkit.comm._frame import (
+    FLAG_ENCRYPTED_SCALES,
     KIND_AGGREGATE,
     KIND_ENCRYPTED,
     FrameHeader,
@@ -352,6 +353,10 @@ def encrypt_update(
             width); the server refuses more payloads than this.
         encrypt_scales: encrypt ``(τ, α)`` as fixed-point instead of sending them in clear.
     """
+    if not isinstance(update, BinaryUpdate):
+        raise TypeError(
+            f"encrypt_update expects a BinaryUpdate (from binarize), got {type(update).__name__}"
+        )
     _phe()
     n = _modulus(public_key, "encrypt_update")
     plan = PackingPlan(n.bit_length(), num_clients)
@@ -399,7 +404,7 @@ def _read_encrypted(
     header = decode_header(reader, kinds=(kind,), expected_shapes=expected_shapes)
     section = _Section(*reader.unpack(_SECTION, "Paillier section"))
     encrypted_scales = bool(section.scale_ciphertexts)
-    if encrypted_scales != bool(header.flags & 8):
+    if encrypted_scales != bool(header.flags & FLAG_ENCRYPTED_SCALES):
         raise ValueError(
             "Invalid frame: the encrypted-scales flag disagrees with the Paillier section"
         )
