@@ -10,6 +10,15 @@ Usage::
 
     python benchmarks/step_time.py            # full run (several minutes: each fused case compiles)
     python benchmarks/step_time.py --smoke    # a few seconds, small params, no compilation
+    python benchmarks/step_time.py --only Muon,SWAN,SinkGD,ARO   # the matrix section only
+
+A second section times the matrix optimizers (SWAN, SinkGD, ARO, foreach and fused) beside
+``torch.optim.Muon`` and pytorch_optimizer's ``Muon`` on transformer-like matrix shapes only
+(d_model 512, 2 blocks of qkv 1536×512, attention out 512×512, MLP up 2048×512, MLP down
+512×2048: 6.3M fp32 params; Muon takes 2-D params only, so no vectors), as ratios to torch's
+Muon. It then prints SWAN's Newton–Schulz iteration count and its error against the float64 SVD
+polar factor on those shapes, and the optimizer state memory of every method for that model,
+counted with :func:`gradkit.testing.state_bytes` (every tensor reachable from the optimizer).
 
 These machines are noisy: compare only the ratios printed by one run. The glibc malloc settings
 (``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``) change foreach timings a lot and are
@@ -34,6 +43,7 @@ class Case:
     make: Callable[[list[torch.Tensor]], torch.optim.Optimizer]
     compile_step: bool = False
     scale_invariant: bool = False
+    matrices: bool = False  # the matrix section: transformer-like matrix shapes only
 
 
 def _params(smoke: bool, seed: int = 0) -> list[torch.Tensor]:
@@ -42,6 +52,17 @@ def _params(smoke: bool, seed: int = 0) -> list[torch.Tensor]:
     mats = [torch.randn(big, big, generator=gen) * 0.02 for _ in range(n)]
     vecs = [torch.randn(big, generator=gen) * 0.02 for _ in range(2 * n)]
     return [t.requires_grad_() for t in mats + vecs]
+
+
+#: (rows, cols) of one transformer block with d_model 512: qkv, attention out, MLP up, MLP down.
+MATRIX_SHAPES = [(1536, 512), (512, 512), (2048, 512), (512, 2048)]
+SMOKE_MATRIX_SHAPES = [(96, 32), (32, 32), (128, 32), (32, 128)]
+
+
+def _matrix_params(smoke: bool, seed: int = 0, blocks: int = 2) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    shapes = (SMOKE_MATRIX_SHAPES if smoke else MATRIX_SHAPES) * blocks
+    return [(torch.randn(shape, generator=gen) * 0.02).requires_grad_() for shape in shapes]
 
 
 def _grads(params: list[torch.Tensor], scale_invariant: bool, seed: int = 1) -> list[torch.Tensor]:
@@ -72,9 +93,10 @@ def _state_bytes_per_param(optimizer: torch.optim.Optimizer, params: list[torch.
     return total / sum(p.numel() for p in params)
 
 
-def measure(case: Case, smoke: bool, steps: int, warmup: int) -> tuple[float, float, float]:
-    """Median step time in ms, its relative spread (IQR/median), and state bytes per param."""
-    params = _params(smoke)
+def measure(case: Case, smoke: bool, steps: int, warmup: int) -> tuple[float, float, float, int]:
+    """Median step time in ms, its relative spread (IQR/median), state bytes per param (in
+    ``optimizer.state``) and the bytes of every tensor reachable from the optimizer."""
+    params = _matrix_params(smoke) if case.matrices else _params(smoke)
     grads = _grads(params, case.scale_invariant)
     optimizer = case.make(params)
     step = torch.compile(optimizer.step) if case.compile_step else optimizer.step
@@ -93,7 +115,94 @@ def measure(case: Case, smoke: bool, steps: int, warmup: int) -> tuple[float, fl
         median * 1e3,
         (quartiles[2] - quartiles[0]) / median,
         _state_bytes_per_param(optimizer, params),
+        _reachable_bytes(optimizer, params),
     )
+
+
+def _reachable_bytes(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> int:
+    from gradkit.testing import state_bytes
+
+    return state_bytes(optimizer, exclude=params)
+
+
+def matrix_cases(smoke: bool, nonfinite: str = "raise") -> list[Case]:
+    """The matrix section; the first case (torch's Muon) is its baseline."""
+    import pytorch_optimizer as po
+
+    from gradkit.optim import ARO, SWAN, SinkGD
+
+    result = [
+        Case("torch Muon (ns_steps 5)", lambda p: torch.optim.Muon(p, lr=0.02), matrices=True),
+        Case(
+            "pytorch_optimizer Muon (ns_steps 5)",
+            lambda p: po.Muon([{"params": p, "use_muon": True}], lr=0.02),
+            matrices=True,
+        ),
+        Case(
+            "torch AdamW foreach (matrix shapes)",
+            lambda p: torch.optim.AdamW(p, lr=1e-3, foreach=True),
+            matrices=True,
+        ),
+    ]
+    ours = {
+        "SinkGD (L 5)": lambda p, **k: SinkGD(p, lr=0.02, nonfinite=nonfinite, **k),
+        "SWAN (ns_steps 20)": lambda p, **k: SWAN(p, lr=0.02, nonfinite=nonfinite, **k),
+        "ARO (Sinkhorn base)": lambda p, **k: ARO(p, lr=0.02, nonfinite=nonfinite, **k),
+    }
+    impls = [("foreach", {"foreach": True})] + ([] if smoke else [("fused", {"fused": True})])
+    for name, make in ours.items():
+        for impl, kwargs in impls:
+            result.append(
+                Case(f"gradkit {name} {impl}", lambda p, m=make, k=kwargs: m(p, **k), matrices=True)
+            )
+    return result
+
+
+def swan_accuracy(smoke: bool) -> list[tuple[str, str, float, float]]:
+    """``(shape, ns_steps, relative Frobenius error, max abs error)`` of SWAN's whitened direction
+    (float32 Newton–Schulz, no rescale) against the float64 SVD polar factor of GradNorm(G), for
+    random gradients with log-normally scaled rows on the benchmark shapes. For square shapes
+    the reference is the pseudo-inverse polar factor (centring removes one singular value)."""
+    from gradkit.optim._swan import swan_direction
+    from gradkit.transforms import grad_norm
+
+    gen = torch.Generator().manual_seed(3)
+    rows = []
+    for shape in SMOKE_MATRIX_SHAPES if smoke else MATRIX_SHAPES:
+        grad = torch.randn(shape, generator=gen, dtype=torch.float64)
+        grad = grad * torch.randn(shape[0], 1, generator=gen, dtype=torch.float64).exp()
+        oriented = grad.T if shape[0] > shape[1] else grad
+        u, _, vh = torch.linalg.svd(grad_norm(oriented), full_matrices=False)
+        keep = u.shape[1] - 1 if shape[0] == shape[1] else u.shape[1]
+        reference = u[:, :keep] @ vh[:keep]
+        reference = reference.T if shape[0] > shape[1] else reference
+        for steps in (10, 20, 30):
+            direction = swan_direction(grad.float(), ns_steps=steps, rescale=False).double()
+            error = direction - reference
+            rows.append(
+                (
+                    f"{shape[0]}x{shape[1]}",
+                    str(steps),
+                    float(error.norm() / reference.norm()),
+                    float(error.abs().max()),
+                )
+            )
+        # For context: Muon's quintic Newton-Schulz (5 steps) on the same G, against polar(G).
+        from torch.optim._muon import _zeropower_via_newtonschulz
+
+        u, _, vh = torch.linalg.svd(grad, full_matrices=False)
+        polar = u @ vh
+        muon = _zeropower_via_newtonschulz(grad.float(), (3.4445, -4.7750, 2.0315), 5, 1e-7)
+        error = muon.double() - polar
+        rows.append(
+            (
+                f"{shape[0]}x{shape[1]}",
+                "Muon NS5",
+                float(error.norm() / polar.norm()),
+                float(error.abs().max()),
+            )
+        )
+    return rows
 
 
 def cases(smoke: bool, nonfinite: str = "raise") -> list[Case]:
@@ -168,6 +277,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=("raise", "skip", "ignore"),
         help="gradkit's non-finite-gradient policy (default raise: one extra read of the grads)",
     )
+    parser.add_argument(
+        "--matrix-steps",
+        type=int,
+        default=None,
+        help="timed steps per case in the matrix section (default 8, smoke 2)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     steps = args.steps or (3 if args.smoke else 30)
@@ -179,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, malloc {malloc}, steps {steps}, smoke={args.smoke}"
     )
+    print(f"load average at start: {os.getloadavg()}")
     print(
         f"{'case':<46} {'ms/step':>9} {'spread':>7} {'× AdamW foreach':>16} {'state B/param':>14}"
     )
@@ -191,13 +307,61 @@ def main(argv: list[str] | None = None) -> int:
             and not any(w in case.label for w in wanted)
         ):
             continue
-        ms, spread, state = measure(case, args.smoke, steps, warmup)
+        ms, spread, state, _ = measure(case, args.smoke, steps, warmup)
         baseline = baseline or ms
         print(
             f"{case.label:<46} {ms:9.2f} {spread:7.0%} {ms / baseline:16.2f} {state:14.1f}",
             flush=True,
         )
+    _matrix_section(args, wanted)
+    print(f"load average at end: {os.getloadavg()}")
     return 0
+
+
+def _matrix_section(args: argparse.Namespace, wanted: list[str]) -> None:
+    selected = [
+        case
+        for index, case in enumerate(matrix_cases(args.smoke, args.nonfinite))
+        if index == 0 or not wanted or any(w in case.label for w in wanted)
+    ]
+    if wanted and len(selected) == 1 and not any(w in selected[0].label for w in wanted):
+        return
+    steps = args.matrix_steps or (2 if args.smoke else 8)
+    shapes = SMOKE_MATRIX_SHAPES if args.smoke else MATRIX_SHAPES
+    params = _matrix_params(args.smoke)
+    total = sum(p.numel() for p in params)
+    print(
+        f"\nmatrix section: 2 blocks of {shapes} fp32 (rows x cols), {total:,} params, "
+        f"{steps} timed steps after 2 warm-up steps (compilation happens in the warm-up)"
+    )
+    print(
+        f"{'case':<46} {'ms/step':>9} {'spread':>7} {'× torch Muon':>13} {'state MiB':>10} "
+        f"{'state B/param':>14}"
+    )
+    baseline = None
+    memory = []
+    for case in selected:
+        ms, spread, _, reachable = measure(case, args.smoke, steps, 2)
+        baseline = baseline or ms
+        memory.append((case.label, reachable))
+        print(
+            f"{case.label:<46} {ms:9.2f} {spread:7.0%} {ms / baseline:13.2f} "
+            f"{reachable / 2**20:10.2f} {reachable / total:14.2f}",
+            flush=True,
+        )
+    print(
+        "\nstate memory: bytes of every tensor reachable from the optimizer, params excluded "
+        "(gradkit.testing.state_bytes)"
+    )
+    for label, reachable in memory:
+        print(f"  {label:<46} {reachable:>12,} B")
+    print(
+        "\nSWAN whitening accuracy (float32 Newton-Schulz vs float64 SVD polar factor of "
+        "GradNorm(G); the default ns_steps is 20)"
+    )
+    print(f"  {'shape':<11} {'ns_steps':>9} {'rel. Frobenius err':>19} {'max abs err':>12}")
+    for shape, ns_steps, relative, max_abs in swan_accuracy(args.smoke):
+        print(f"  {shape:<11} {ns_steps:>9} {relative:19.2e} {max_abs:12.2e}")
 
 
 if __name__ == "__main__":
