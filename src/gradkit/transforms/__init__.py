@@ -8,8 +8,12 @@
 * :func:`hessian_vector_product`, :func:`hutchinson_diagonal`, :func:`gnb_gradient`,
   :func:`gnb_diagonal`, :func:`sample_labels`: Hessian-vector products and the diagonal-Hessian
   estimators of Sophia (Liu et al., ICLR 2024).
+* :func:`coordinate_clip`, :func:`clip_thresholds`, :class:`CoordinateClip`: coordinate-wise
+  clipping of an update direction (Pan & Li, 2023), as a function and as a wrapper around any
+  optimizer.
 """
 
+from gradkit.transforms._coordinate_clip import CoordinateClip, clip_thresholds, coordinate_clip
 from gradkit.transforms._hessian import (
     gnb_diagonal,
     gnb_gradient,
@@ -28,7 +32,10 @@ from gradkit.transforms._matrix import (
 from gradkit.transforms._radial_projection import is_scale_invariant, radial_projection
 
 __all__ = [
+    "CoordinateClip",
     "as_matrix",
+    "clip_thresholds",
+    "coordinate_clip",
     "gnb_diagonal",
     "gnb_gradient",
     "grad_norm",
