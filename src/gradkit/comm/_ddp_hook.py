@@ -52,6 +52,11 @@ Design notes:
   wire ratio for ``W = 2`` but shrinks as ``64/(W−1)`` for more ranks (all_gather traffic grows
   with ``W``; a sign hook stops paying off on the wire at about 64 ranks).
 * Scales travel as native-endian float32 bytes; all ranks must share one byte order.
+* Measured (2 gloo ranks, MLP 32-128-128-10, 150 steps; ``tests/test_ddp_hook.py``): with plain
+  SGD (lr 0.3) sign+EF matched allreduce (loss 0.13 vs 0.15) and beat sign without EF (0.42).
+  With heavy momentum at a large effective step (lr 0.05, momentum 0.9) sign+EF was worse than
+  without EF (0.52 vs 0.21, allreduce 0.08); at lr 0.02 EF helped again (0.45 vs 1.10). Lower
+  the step when combining EF with momentum.
 * DDP checks a hook's annotations at registration (``bucket: dist.GradBucket``, return
   ``torch.futures.Future[torch.Tensor]``), so this module and any wrapper hook must not use
   ``from __future__ import annotations`` (string annotations are rejected).
