@@ -1,0 +1,127 @@
+r"""Directional sharpness: the curvature of the loss along an update direction.
+
+Pan & Li. *Toward Understanding Why Adam Converges Faster Than SGD for Transformers.* arXiv
+2306.00204, 2023. For a loss :math:`f` with Hessian :math:`H` at :math:`\theta` and a direction
+:math:`v` (for example an optimizer's update),
+
+.. math::
+
+    S(\theta; v) = \frac{v^\top H v}{\lVert v\rVert^2}
+    \qquad(\text{or } v^\top H v \text{ with } \texttt{normalize=False}).
+
+It enters the second-order model of a step :math:`\theta - \eta v`,
+:math:`f(\theta - \eta v) \approx f(\theta) - \eta\,\nabla f^\top v + \tfrac12\eta^2 v^\top H v`,
+whose best decrease :math:`(\nabla f^\top v)^2 / (2 v^\top H v)` is reached at
+:math:`\eta^* = \nabla f^\top v / v^\top H v`: at equal alignment, lower sharpness allows a
+larger step and a larger decrease. :math:`Hv` is computed with one Hessian-vector product
+(double back-propagation), never the Hessian itself.
+
+Example:
+    >>> import torch
+    >>> from gradkit.diagnostics import directional_sharpness
+    >>> w = torch.tensor([1.0, 1.0], requires_grad=True)
+    >>> loss = 2.0 * w[0] ** 2 + 0.5 * w[1] ** 2       # H = diag(4, 1)
+    >>> directional_sharpness(loss, [w], [torch.tensor([1.0, 1.0])])
+    tensor(2.5000)
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+import torch
+
+from gradkit.transforms._hessian import hessian_vector_product
+
+__all__ = ["directional_sharpness", "step_direction"]
+
+
+def directional_sharpness(
+    loss: torch.Tensor | Callable[[], torch.Tensor],
+    params: Sequence[torch.Tensor],
+    direction: Sequence[torch.Tensor],
+    *,
+    normalize: bool = True,
+) -> torch.Tensor:
+    r""":math:`v^\top H v / \lVert v\rVert^2` (or :math:`v^\top H v`) along ``direction``.
+
+    Args:
+        loss: the scalar loss with its autograd graph, or a zero-argument function returning
+            it (called with gradients enabled).
+        params: the tensors :math:`\theta` the Hessian is taken with respect to.
+        direction: :math:`v`, one tensor per param with the param's shape (e.g. the update
+            ``θ_new − θ_old`` from :func:`step_direction`).
+        normalize: divide by :math:`\lVert v\rVert^2` (default).
+
+    Returns:
+        A 0-d tensor (detached), in the promoted dtype of ``direction``.
+
+    Raises:
+        ValueError: ``direction`` does not match ``params`` (length or a shape), contains
+            NaN/inf, or is zero with ``normalize=True``; ``loss`` is not a differentiable scalar.
+        TypeError: ``params`` or ``direction`` is a bare tensor.
+    """
+    if isinstance(params, torch.Tensor) or isinstance(direction, torch.Tensor):
+        raise TypeError("params and direction must be sequences of tensors (one per param)")
+    params, direction = list(params), list(direction)
+    if len(direction) != len(params):
+        raise ValueError(
+            f"direction has {len(direction)} tensors but there are {len(params)} params"
+        )
+    for index, (v, p) in enumerate(zip(direction, params, strict=True)):
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"direction[{index}] is a {type(v).__name__}, not a Tensor")
+        if v.shape != p.shape:
+            raise ValueError(
+                f"direction[{index}] has shape {tuple(v.shape)}, its param has {tuple(p.shape)}"
+            )
+        if not bool(torch.isfinite(v).all()):
+            raise ValueError(f"direction[{index}] contains NaN or inf")
+    dtype = torch.float32
+    for v in direction:
+        dtype = torch.promote_types(dtype, v.dtype)
+    squared_norm = sum(
+        (v.detach().to(dtype).pow(2).sum() for v in direction), torch.zeros((), dtype=dtype)
+    )
+    if normalize and float(squared_norm) == 0.0:
+        raise ValueError("directional_sharpness: the direction is zero (its norm is 0)")
+    if callable(loss) and not isinstance(loss, torch.Tensor):
+        with torch.enable_grad():
+            loss = loss()
+    with torch.enable_grad():
+        products = hessian_vector_product(
+            loss, params, [v.detach().to(p.dtype) for v, p in zip(direction, params, strict=True)]
+        )
+    curvature = sum(
+        (
+            (v.detach().to(dtype) * hv.to(dtype)).sum()
+            for v, hv in zip(direction, products, strict=True)
+        ),
+        torch.zeros((), dtype=dtype),
+    )
+    return curvature / squared_norm if normalize else curvature
+
+
+def step_direction(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    r"""The displacement :math:`\theta_{new} - \theta` that ``optimizer.step()`` would make now,
+    without making it.
+
+    The step is taken on a deep copy of the optimizer (its params with their ``.grad``, and its
+    state); nothing of the original changes. Returns one tensor per param, in param-group order
+    (zeros for params without a gradient). Optimizers whose ``step`` needs a closure are not
+    supported (the closure would act on the original params).
+
+    For Adam this is :math:`-\eta\,\hat m/(\sqrt{\hat v}+\epsilon)` (plus any weight decay),
+    for SGD :math:`-\eta g` or the momentum step: pass it to :func:`directional_sharpness`,
+    where its sign and scale do not matter.
+    """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"step_direction expects a torch.optim.Optimizer, got {type(optimizer).__name__}"
+        )
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    twin = copy.deepcopy(optimizer)
+    twin_params = [p for group in twin.param_groups for p in group["params"]]
+    twin.step()
+    return [q.detach() - p.detach() for p, q in zip(params, twin_params, strict=True)]
