@@ -225,6 +225,30 @@ def test_aro_rotation_stays_orthogonal_and_update_has_rms_0_2(impl: str) -> None
         assert math.isclose(step_rms, 0.2 * lr, rel_tol=1e-4)
 
 
+def test_aro_rotates_the_smaller_side_by_default() -> None:
+    # On a tall momentum, rotating the long side (dion's "rows") lets round-off rows of RᵀM be
+    # normalised up to full size: much of the update leaves the column space of M.
+    m = torch.randn(64, 16, generator=_gen(18)) * 0.01
+    basis, _ = torch.linalg.qr(m.double())
+
+    def inside(update: torch.Tensor) -> float:
+        update = update.double()
+        return float((basis @ (basis.T @ update)).norm() / update.norm())
+
+    rotation = torch.eye(64)
+    for _ in range(3):
+        long_side, rotation = aro_direction(m, rotation)
+    assert inside(long_side) < 0.8
+    w = nn.Parameter(torch.zeros(64, 16))
+    opt = ARO([w], lr=1.0, momentum=0.0)
+    for _ in range(3):
+        w.grad = m.clone()
+        before = w.detach().clone()
+        opt.step()
+    assert opt.state[w]["rotation"].shape == (16, 16)
+    assert inside(w.detach() - before) > 0.95
+
+
 def test_aro_columns_rotation_acts_on_the_transpose() -> None:
     gen = _gen(13)
     w1 = nn.Parameter(torch.randn(12, 4, generator=gen, dtype=F64))
