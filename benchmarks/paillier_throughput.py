@@ -14,7 +14,8 @@ Usage::
 Timings use 1 thread and are noisy on shared machines: the load average is printed with them.
 The server-aggregation timing combines N copies of one client's frame (the cost is the same as
 for N distinct frames; encrypting 100 distinct clients would dominate the run) and is reported as
-d / (time to combine all N frames), i.e. the round's coordinates per second of server time.
+N·d / (time to combine all N frames): client coordinates per second of server time. The server's
+time per round grows linearly with N (one 4096-bit modular product per ciphertext per client).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class SecureRow:
     slots_per_ciphertext: int
     ciphertexts: int
     encrypt_coords_per_s: float
-    aggregate_coords_per_s: float  # d / time to combine all N frames (one round)
+    aggregate_coords_per_s: float  # N·d client coordinates / time to combine the N frames
     decrypt_coords_per_s: float
     wire_bits_per_coord: float
     plaintext_bits_per_coord: float
@@ -112,7 +113,7 @@ def gather_secure(holder: KeyHolder, num_clients: int, coords: int) -> SecureRow
         slots_per_ciphertext=info["slots_per_ciphertext"],
         ciphertexts=info["vote_ciphertexts"],
         encrypt_coords_per_s=coords / t_enc,
-        aggregate_coords_per_s=coords / t_agg,
+        aggregate_coords_per_s=num_clients * coords / t_agg,
         decrypt_coords_per_s=coords / t_dec,
         wire_bits_per_coord=8 * len(frame) / coords,
         plaintext_bits_per_coord=plain_bits,
@@ -126,8 +127,9 @@ def render(plain: PlainRow, rows: list[SecureRow], key_bits: int) -> str:
         f"M coord/s; {plain.bits_per_coord:.3f} bits/coord ({32 / plain.bits_per_coord:.1f}x smaller "
         "than float32)",
         "",
-        f"packed Paillier, {key_bits}-bit key (coord/s = d / time; server: time to combine all N frames):",
-        "| N | d | slot bits | slots/ct | cts/client | client encrypt coord/s | server (all N) coord/s "
+        f"packed Paillier, {key_bits}-bit key (client and key holder: d / time; server: N*d / time "
+        "to combine the N frames, i.e. per client payload):",
+        "| N | d | slot bits | slots/ct | cts/client | client encrypt coord/s | server coord/s "
         "| decrypt coord/s | wire bits/coord | vs float32 | plaintext bits/coord |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
