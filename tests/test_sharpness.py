@@ -113,8 +113,13 @@ def test_step_direction_is_the_step_on_a_copy() -> None:
     assert torch.equal(dfrozen, torch.zeros(2, dtype=DT))
     assert torch.equal(w.detach(), torch.tensor([1.0, -2.0, 0.5], dtype=DT))
     assert not opt.state  # the original optimizer did not step
-    adam = torch.optim.Adam([w], lr=0.01)
-    (da,) = step_direction(adam)
-    torch.testing.assert_close(da, -0.01 * w.grad.sign(), rtol=1e-6, atol=1e-9)
+    layer = torch.nn.Linear(3, 1, dtype=DT)  # nn.Parameter: deepcopy alone drops .grad
+    layer.weight.grad = torch.tensor([[0.3, 0.1, -1.0]], dtype=DT)
+    layer.bias.grad = torch.tensor([-2.0], dtype=DT)
+    adam = torch.optim.Adam(layer.parameters(), lr=0.01)
+    da, db = step_direction(adam)
+    torch.testing.assert_close(da, -0.01 * layer.weight.grad.sign(), rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(db, torch.tensor([0.01], dtype=DT), rtol=1e-6, atol=1e-9)
+    assert not adam.state
     with pytest.raises(TypeError, match=r"expects a torch.optim.Optimizer, got list"):
         step_direction([w])  # type: ignore[arg-type]

@@ -123,5 +123,8 @@ def step_direction(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     params = [p for group in optimizer.param_groups for p in group["params"]]
     twin = copy.deepcopy(optimizer)
     twin_params = [p for group in twin.param_groups for p in group["params"]]
+    for p, q in zip(params, twin_params, strict=True):
+        # deepcopy does not copy an nn.Parameter's .grad; a copy keeps the original's safe
+        q.grad = None if p.grad is None else p.grad.detach().clone()
     twin.step()
     return [q.detach() - p.detach() for p, q in zip(params, twin_params, strict=True)]

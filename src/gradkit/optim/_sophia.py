@@ -762,9 +762,8 @@ def sophia_refresh(
         )
     if max_grad_norm is not None:
         raise ValueError("sophia_refresh: max_grad_norm applies to the GNB estimator only")
-    trainable = [p if p.requires_grad else p.detach() for p in params]
     estimates = hutchinson_diagonal(
-        loss, trainable, n_samples=n_samples, distribution=distribution, generator=generator
+        loss, params, n_samples=n_samples, distribution=distribution, generator=generator
     )
     optimizer.update_hessian(estimates)
     return loss.detach()
