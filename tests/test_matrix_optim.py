@@ -24,6 +24,7 @@ from gradkit.transforms import (
     grad_norm,
     orthogonal_qr,
     sr_sinkhorn,
+    sr_sinkhorn_factored,
     whiten_newton_schulz,
 )
 
@@ -159,6 +160,24 @@ def test_sr_sinkhorn_is_the_square_root_of_sinkhorn_on_squared_entries() -> None
     x = sr_sinkhorn(g, 4)
     torch.testing.assert_close(x * x, p)
     torch.testing.assert_close(x.sign(), g.sign())
+
+
+def test_factored_sr_sinkhorn_equals_the_explicit_iteration() -> None:
+    gen = _gen(19)
+    g = (
+        torch.randn(3, 12, 20, generator=gen, dtype=F64)
+        * torch.randn(3, 12, 1, generator=gen).exp()
+    )
+    g[0, 4] = 0.0  # a zero row
+    g[1, :, 7] = 0.0  # a zero column
+    for iters in (1, 5):
+        torch.testing.assert_close(sr_sinkhorn_factored(g, iters), sr_sinkhorn(g, iters))
+    x = sr_sinkhorn(g, 5)
+    assert torch.equal(x[0, 4], torch.zeros(20, dtype=F64))
+    assert torch.equal(x[1, :, 7], torch.zeros(12, dtype=F64))
+    # Scale invariance holds at any magnitude (the eps clamp is relative to the largest entry).
+    torch.testing.assert_close(sr_sinkhorn(1e-30 * g, 5), x)
+    torch.testing.assert_close(sr_sinkhorn_factored(1e-30 * g.float(), 5), x.float())
 
 
 def test_orthogonal_qr_sign_convention() -> None:

@@ -58,7 +58,7 @@ from gradkit.optim import _validation as check
 from gradkit.optim._base import ParamsT
 from gradkit.optim._compile import compiled_step, scalar_tensor
 from gradkit.optim._matrix_base import MatrixOptimizer
-from gradkit.transforms._matrix import sr_sinkhorn
+from gradkit.transforms._matrix import sr_sinkhorn, sr_sinkhorn_factored
 
 __all__ = ["SinkGD", "sinkgd"]
 
@@ -74,10 +74,12 @@ def _sinkgd_kernel(
     iters: int,
     eps: float,
     maximize: bool,
+    factored: bool = False,
 ) -> None:
     """One matrix's SinkGD update, in place."""
     matrix = grad.reshape(grad.shape[0], -1)
-    direction = sr_sinkhorn(-matrix if maximize else matrix, iters, eps)
+    normalise = sr_sinkhorn_factored if factored else sr_sinkhorn
+    direction = normalise(-matrix if maximize else matrix, iters, eps)
     param.mul_(1 - lr * weight_decay)
     param.sub_((direction * lr).reshape(param.shape).to(param.dtype))
 
@@ -90,6 +92,7 @@ def _loop(
     iters: int,
     eps: float,
     maximize: bool,
+    factored: bool = False,
 ) -> None:
     for i in range(len(params)):
         if params[i].numel():
@@ -101,6 +104,7 @@ def _loop(
                 iters=iters,
                 eps=eps,
                 maximize=maximize,
+                factored=factored,
             )
 
 
@@ -120,9 +124,11 @@ def sinkgd(
 ) -> None:
     """Functional SinkGD update of ≥2-D ``params`` (see :class:`SinkGD`), in place.
 
-    ``impl="fused"`` runs one ``torch.compile``'d graph over all matrices; ``"forloop"`` and
-    ``"foreach"`` are the same eager per-matrix loop (the work is per matrix, so there is no
-    multi-tensor kernel to batch it).
+    ``"forloop"`` is the reference (:func:`~gradkit.transforms.sr_sinkhorn`, row and column
+    normalisations written out); ``"foreach"`` runs
+    :func:`~gradkit.transforms.sr_sinkhorn_factored` (the same matrix through its row/column
+    scalings: two matrix–vector products per iteration, about 3× fewer passes over memory);
+    ``"fused"`` runs the reference inside one ``torch.compile``'d graph over all matrices.
     """
     if impl == "fused" and params:
         like = params[0]
@@ -136,7 +142,7 @@ def sinkgd(
             maximize,
         )
         return
-    _loop(params, grads, float(lr), weight_decay, sinkhorn_iters, eps, maximize)
+    _loop(params, grads, float(lr), weight_decay, sinkhorn_iters, eps, maximize, impl == "foreach")
 
 
 class SinkGD(MatrixOptimizer):

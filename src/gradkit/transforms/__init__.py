@@ -3,8 +3,9 @@
 * :func:`radial_projection` / :func:`is_scale_invariant`: AdamP/SGDP's projection of an update
   onto the tangent space of scale-invariant weights (Heo et al., ICLR 2021).
 * :func:`grad_norm`, :func:`whiten_newton_schulz`, :func:`inverse_sqrt_newton_schulz`,
-  :func:`sr_sinkhorn`, :func:`orthogonal_qr`, :func:`as_matrix`: the matrix kernels of SWAN,
-  SinkGD and ARO (GradNorm, Newton–Schulz whitening, SR-Sinkhorn, sign-fixed QR).
+  :func:`sr_sinkhorn`, :func:`sr_sinkhorn_factored`, :func:`orthogonal_qr`, :func:`as_matrix`:
+  the matrix kernels of SWAN, SinkGD and ARO (GradNorm, Newton–Schulz whitening, SR-Sinkhorn,
+  sign-fixed QR).
 * :func:`hessian_vector_product`, :func:`hutchinson_diagonal`, :func:`gnb_gradient`,
   :func:`gnb_diagonal`, :func:`sample_labels`: Hessian-vector products and the diagonal-Hessian
   estimators of Sophia (Liu et al., ICLR 2024).
@@ -27,6 +28,7 @@ from gradkit.transforms._matrix import (
     inverse_sqrt_newton_schulz,
     orthogonal_qr,
     sr_sinkhorn,
+    sr_sinkhorn_factored,
     whiten_newton_schulz,
 )
 from gradkit.transforms._radial_projection import is_scale_invariant, radial_projection
@@ -47,5 +49,6 @@ __all__ = [
     "radial_projection",
     "sample_labels",
     "sr_sinkhorn",
+    "sr_sinkhorn_factored",
     "whiten_newton_schulz",
 ]
