@@ -18,7 +18,11 @@
 
 This is the policy all sources agree on (the SWAN, SinkGD and ARO papers' practice, Keller
 Jordan's ``MuonWithAuxAdam``, microsoft/dion): hidden matrices get the matrix rule, the rest
-AdamW. Frozen parameters (``requires_grad=False``) are left out.
+AdamW. Frozen parameters (``requires_grad=False``) are left out. A 2-D parameter that is not an
+``nn.Embedding`` weight — e.g. a positional embedding stored as a bare ``nn.Parameter`` — counts
+as a matrix; route it to AdamW with ``exclude=["pos_emb"]``. The group flag is the analogue of
+``use_muon`` in Keller Jordan's ``MuonWithAuxAdam`` and pytorch_optimizer's ``Muon``
+(``torch.optim.Muon`` itself accepts 2-D params only and needs a separate AdamW).
 
 Given an iterable of tensors (or of param-group dicts) instead of a module, the routing is by
 ``ndim`` only (there is no module to recognise embeddings or a head); each input group is

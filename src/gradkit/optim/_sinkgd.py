@@ -14,8 +14,9 @@ For a weight :math:`W \in \mathbb{R}^{m\times n}` (``m = shape[0]``; conv kernel
         X \leftarrow \sqrt m\,X\,\operatorname{diag}(1/\lVert X_{:,j}\rVert_2)\\
     W &\leftarrow W(1 - \eta\lambda) - \eta X
 
-Rows first, then columns (the order changes the result slightly). Norms are clamped below by
-``eps``. After every full iteration :math:`\lVert X\rVert_F = \sqrt{mn}` (RMS 1) exactly, and the
+Rows first, then columns (the order changes the result slightly). :math:`G` is first divided by
+its largest absolute entry (undone by the normalisations), so the ``eps`` clamp of the norms is
+relative and the direction is exactly scale invariant; a zero row or column stays 0. After every full iteration :math:`\lVert X\rVert_F = \sqrt{mn}` (RMS 1) exactly, and the
 row norms approach :math:`\sqrt n` (the column norms are :math:`\sqrt m` by construction). Measured
 in float64 (max relative deviation of the row norms from √n after L = 1/3/5/10): Gaussian
 64×256: 2e-2 / 4e-5 / 1e-7 / 9e-14; with log-normally scaled rows and columns: 4e-1 / 9e-4 /
