@@ -297,6 +297,15 @@ class ARO(MatrixOptimizer):
     """
 
     _matrix_state_names = ("momentum_buffer", "rotation")
+    _matrix_fn = aro
+    _matrix_options = (
+        "momentum",
+        "base",
+        "sinkhorn_iters",
+        "update_scale",
+        "target_rms",
+        "rotate",
+    )
     _validators = {
         **MatrixOptimizer._common_validators,
         "momentum": check.unit_interval,
@@ -362,32 +371,6 @@ class ARO(MatrixOptimizer):
                 size, dtype=compute_dtype(param.dtype), device=param.device
             )
         return state
-
-    def _matrix_update(
-        self,
-        group: dict[str, Any],
-        params: list[torch.Tensor],
-        grads: list[torch.Tensor],
-        state: dict[str, list[torch.Tensor]],
-        impl: str,
-    ) -> None:
-        aro(
-            params,
-            grads,
-            state["momentum_buffer"],
-            state["rotation"],
-            lr=group["lr"],
-            momentum=group["momentum"],
-            weight_decay=group["weight_decay"],
-            base=group["base"],
-            sinkhorn_iters=group["sinkhorn_iters"],
-            eps=group["eps"],
-            update_scale=group["update_scale"],
-            target_rms=group["target_rms"],
-            rotate=group["rotate"],
-            maximize=group["maximize"],
-            impl=impl,
-        )
 
 
 def registry_spec() -> Any:

@@ -63,6 +63,11 @@ class MatrixOptimizer(GradkitOptimizer):
 
     #: State tensors of matrix-group params (empty for stateless methods).
     _matrix_state_names: ClassVar[tuple[str, ...]] = ()
+    #: The functional matrix update, ``fn(params, grads, *state_lists, lr=, weight_decay=, eps=,
+    #: maximize=, impl=, **options)``; the state lists follow ``_matrix_state_names``.
+    _matrix_fn: ClassVar[Callable[..., None]]
+    #: Group keys passed to ``_matrix_fn`` besides lr, weight_decay, eps and maximize.
+    _matrix_options: ClassVar[tuple[str, ...]] = ()
     _common_validators: ClassVar[Mapping[str, check.Check]] = {
         "lr": check.nonnegative,
         "betas": check.betas,
@@ -158,5 +163,12 @@ class MatrixOptimizer(GradkitOptimizer):
         state: dict[str, list[torch.Tensor]],
         impl: str,
     ) -> None:
-        """Apply the matrix rule to ``params`` (all ≥2-D)."""
-        raise NotImplementedError
+        """Apply the matrix rule to ``params`` (all ≥2-D) with ``_matrix_fn``."""
+        names = ("lr", "weight_decay", "eps", "maximize", *self._matrix_options)
+        type(self)._matrix_fn(
+            params,
+            grads,
+            *[state[name] for name in self._matrix_state_names],
+            **{name: group[name] for name in names},
+            impl=impl,
+        )

@@ -165,6 +165,8 @@ class SinkGD(MatrixOptimizer):
         maximize, foreach, fused, nonfinite: as for every gradkit optimizer.
     """
 
+    _matrix_fn = sinkgd
+    _matrix_options = ("sinkhorn_iters",)
     _validators = {
         **MatrixOptimizer._common_validators,
         "sinkhorn_iters": check.positive_int,
@@ -198,25 +200,6 @@ class SinkGD(MatrixOptimizer):
             nonfinite=nonfinite,
         )
         super().__init__(params, defaults)
-
-    def _matrix_update(
-        self,
-        group: dict[str, Any],
-        params: list[torch.Tensor],
-        grads: list[torch.Tensor],
-        state: dict[str, list[torch.Tensor]],
-        impl: str,
-    ) -> None:
-        sinkgd(
-            params,
-            grads,
-            lr=group["lr"],
-            weight_decay=group["weight_decay"],
-            sinkhorn_iters=group["sinkhorn_iters"],
-            eps=group["eps"],
-            maximize=group["maximize"],
-            impl=impl,
-        )
 
 
 def registry_spec() -> Any:

@@ -219,6 +219,8 @@ class SWAN(MatrixOptimizer):
         maximize, foreach, fused, nonfinite: as for every gradkit optimizer.
     """
 
+    _matrix_fn = swan
+    _matrix_options = ("ns_steps", "square", "rescale")
     _validators = {
         **MatrixOptimizer._common_validators,
         "ns_steps": check.positive_int,
@@ -258,27 +260,6 @@ class SWAN(MatrixOptimizer):
             nonfinite=nonfinite,
         )
         super().__init__(params, defaults)
-
-    def _matrix_update(
-        self,
-        group: dict[str, Any],
-        params: list[torch.Tensor],
-        grads: list[torch.Tensor],
-        state: dict[str, list[torch.Tensor]],
-        impl: str,
-    ) -> None:
-        swan(
-            params,
-            grads,
-            lr=group["lr"],
-            weight_decay=group["weight_decay"],
-            ns_steps=group["ns_steps"],
-            eps=group["eps"],
-            square=group["square"],
-            rescale=group["rescale"],
-            maximize=group["maximize"],
-            impl=impl,
-        )
 
 
 def registry_spec() -> Any:
