@@ -162,6 +162,21 @@ def test_binarize_rejects_bad_input() -> None:
         binarize([[1.0, 2.0]])  # type: ignore[list-item]
 
 
+def test_binary_update_checks_its_fields() -> None:
+    ok = {"bits": torch.zeros(3, dtype=torch.bool), "tau": torch.zeros(1), "alpha": torch.ones(1)}
+    BinaryUpdate(**ok, shapes=((3,),), dtypes=(torch.float32,))
+    with pytest.raises(TypeError, match=r"1-D torch\.bool"):
+        BinaryUpdate(**{**ok, "bits": torch.zeros(3)}, shapes=((3,),), dtypes=(torch.float32,))
+    with pytest.raises(ValueError, match="shapes hold 4 coordinates, bits has 3"):
+        BinaryUpdate(**ok, shapes=((4,),), dtypes=(torch.float32,))
+    with pytest.raises(ValueError, match=r"tau must be float32 of shape \(2,\)"):
+        BinaryUpdate(**ok, shapes=((1,), (2,)), dtypes=(torch.float32,) * 2)
+    with pytest.raises(ValueError, match="invalid dtypes"):
+        BinaryUpdate(**ok, shapes=((3,),), dtypes=(torch.int32,))
+    with pytest.raises(ValueError, match="Invalid granularity"):
+        BinaryUpdate(**ok, shapes=((3,),), dtypes=(torch.float32,), granularity="row")
+
+
 # --------------------------------------------------------------------------------------------
 # wire frame
 

@@ -94,6 +94,34 @@ class BinaryUpdate:
     granularity: str = "tensor"
     reconstruct: str = "affine"
 
+    def __post_init__(self) -> None:
+        _check_choice("threshold", self.threshold, THRESHOLDS)
+        _check_choice("granularity", self.granularity, GRANULARITIES)
+        _check_choice("reconstruct", self.reconstruct, RECONSTRUCTIONS)
+        if self.bits.dtype != torch.bool or self.bits.dim() != 1:
+            raise TypeError(
+                f"BinaryUpdate.bits must be a 1-D torch.bool tensor, got {self.bits.dtype} "
+                f"with shape {tuple(self.bits.shape)}"
+            )
+        if len(self.dtypes) != len(self.shapes) or any(
+            d not in SUPPORTED_DTYPES for d in self.dtypes
+        ):
+            raise ValueError(
+                f"BinaryUpdate: invalid dtypes {self.dtypes} for {len(self.shapes)} shapes"
+            )
+        if sum(self.numels) != self.bits.numel():
+            raise ValueError(
+                f"BinaryUpdate: the shapes hold {sum(self.numels)} coordinates, bits has "
+                f"{self.bits.numel()}"
+            )
+        for name in ("tau", "alpha"):
+            value = getattr(self, name)
+            if value.dtype != torch.float32 or tuple(value.shape) != (self.num_groups,):
+                raise ValueError(
+                    f"BinaryUpdate.{name} must be float32 of shape ({self.num_groups},), got "
+                    f"{value.dtype} {tuple(value.shape)}"
+                )
+
     @property
     def numel(self) -> int:
         """Total number of coordinates ``d``."""
