@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from typing import Any
 
 import numpy as np
 import pytest
@@ -163,18 +164,27 @@ def test_binarize_rejects_bad_input() -> None:
 
 
 def test_binary_update_checks_its_fields() -> None:
-    ok = {"bits": torch.zeros(3, dtype=torch.bool), "tau": torch.zeros(1), "alpha": torch.ones(1)}
-    BinaryUpdate(**ok, shapes=((3,),), dtypes=(torch.float32,))
+    def make(**kw: Any) -> BinaryUpdate:
+        fields: dict[str, Any] = {
+            "bits": torch.zeros(3, dtype=torch.bool),
+            "tau": torch.zeros(1),
+            "alpha": torch.ones(1),
+            "shapes": ((3,),),
+            "dtypes": (torch.float32,),
+        }
+        return BinaryUpdate(**{**fields, **kw})
+
+    make()
     with pytest.raises(TypeError, match=r"1-D torch\.bool"):
-        BinaryUpdate(**{**ok, "bits": torch.zeros(3)}, shapes=((3,),), dtypes=(torch.float32,))
+        make(bits=torch.zeros(3))
     with pytest.raises(ValueError, match="shapes hold 4 coordinates, bits has 3"):
-        BinaryUpdate(**ok, shapes=((4,),), dtypes=(torch.float32,))
+        make(shapes=((4,),))
     with pytest.raises(ValueError, match=r"tau must be float32 of shape \(2,\)"):
-        BinaryUpdate(**ok, shapes=((1,), (2,)), dtypes=(torch.float32,) * 2)
+        make(shapes=((1,), (2,)), dtypes=(torch.float32,) * 2)
     with pytest.raises(ValueError, match="invalid dtypes"):
-        BinaryUpdate(**ok, shapes=((3,),), dtypes=(torch.int32,))
+        make(dtypes=(torch.int32,))
     with pytest.raises(ValueError, match="Invalid granularity"):
-        BinaryUpdate(**ok, shapes=((3,),), dtypes=(torch.float32,), granularity="row")
+        make(granularity="row")
 
 
 # --------------------------------------------------------------------------------------------
