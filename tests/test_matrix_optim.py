@@ -514,3 +514,17 @@ def test_zero_size_matrix_is_skipped() -> None:
         w.grad, v.grad = torch.zeros(0, 5), torch.randn(2, 5, generator=_gen(17))
         opt.step()
         assert w.shape == (0, 5) and torch.isfinite(v).all()
+
+
+def test_public_conformance_suite_accepts_a_param_groups_fn() -> None:
+    from gradkit.testing import check_optimizer
+
+    check_optimizer(
+        SinkGD,
+        lr=0.01,
+        supported_impls=("foreach",),
+        param_groups_fn=matrix_param_groups,
+        fused=False,
+    )
+    with pytest.raises(ValueError, match="use_matrix_update=True needs parameters"):
+        check_optimizer(SinkGD, lr=0.01, supported_impls=("foreach",), fused=False)

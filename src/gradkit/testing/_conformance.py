@@ -681,6 +681,7 @@ def check_optimizer(
     has_weight_decay: bool = True,
     validates_group_overrides: bool = True,
     hessian_refresh: Callable[..., None] | None = None,
+    param_groups_fn: Callable[[Any], list[dict[str, Any]]] | None = None,
     fused: bool = True,
 ) -> None:
     """Run the gradkit conformance suite on an optimizer class; raise ``AssertionError`` on the
@@ -705,6 +706,8 @@ def check_optimizer(
         hessian_refresh: ``hook(optimizer, loss_fn)`` for second-order methods, called before
             every step; ``loss_fn()`` returns the step's scalar loss with its autograd graph
             (no backward run), so the hook can compute gradients or Hessian-vector products.
+        param_groups_fn: routes the suite's params into the groups the optimizer needs (e.g.
+            :func:`gradkit.optim.matrix_param_groups` for matrix optimizers).
         fused: run the compiled-path check.
 
     Example:
@@ -730,6 +733,7 @@ def check_optimizer(
             supports_sparse=supports_sparse,
             requires_closure=requires_closure,
             hessian_refresh=hessian_refresh,
+            param_groups_fn=param_groups_fn,
             lr=lr,
             has_weight_decay=has_weight_decay,
             validates_group_overrides=validates_group_overrides,
