@@ -93,8 +93,10 @@ def train(msg: Message, context: Any) -> Message:
         y,
         steps=cfg.local_steps,
         batch_size=cfg.batch_size,
-        lr=cfg.client_lr,
-        seed=_seed(server_round, pid, cfg.data_seed),  # same batches for every method
+        lr=float(conf["client-lr"]) if float(conf["client-lr"]) > 0 else cfg.client_lr,
+        seed=_seed(
+            server_round, pid, cfg.data_seed, int(conf["seed"])
+        ),  # same batches for every method
     )
     if attack == "signflip":
         scale = float(conf["attack-scale"])

@@ -157,6 +157,9 @@ class Experiment:
         malformed: partition id → kind from :data:`MALFORMED`, sent in every round.
         min_replies: fewest valid replies a round needs; fewer → the round fails with
             :class:`~gradkit.fed.strategy.FedRoundError`.
+        client_lr, server_lr: override :class:`FedConfig`'s values for this experiment.
+        seed: added to ``FedConfig.model_seed`` (initial model) and to the clients' minibatch
+            seeds; the data and the partition stay those of ``FedConfig.data_seed``.
     """
 
     name: str
@@ -169,8 +172,15 @@ class Experiment:
     fail_rounds: tuple[int, ...] = ()
     malformed: Mapping[int, str] = field(default_factory=dict)
     min_replies: int = 2
+    client_lr: float | None = None
+    server_lr: float | None = None
+    seed: int = 0
 
     def __post_init__(self) -> None:
+        for name in ("client_lr", "server_lr"):
+            value = getattr(self, name)
+            if value is not None and not (np.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
         if self.attack not in ATTACKS:
@@ -211,6 +221,8 @@ class Experiment:
             "fail-partitions": json.dumps(list(self.fail_partitions)),
             "fail-rounds": json.dumps(list(self.fail_rounds)),
             "malformed": json.dumps({str(k): v for k, v in self.malformed.items()}),
+            "seed": int(self.seed),
+            "client-lr": -1.0 if self.client_lr is None else float(self.client_lr),
         }
 
 

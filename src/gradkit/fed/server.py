@@ -78,10 +78,9 @@ def make_server_app(
         y_test = np.concatenate([c.y_test for c in clients])
         minority = minority_classes(clients, n_classes)
         model = build_mlp(n_features, n_classes, cfg.hidden, cfg.model_seed)
-        initial = get_weights(model)
-        shapes = [tuple(w.shape) for w in initial]
+        shapes = [tuple(p.shape) for p in model.parameters()]
         results: dict[str, Any] = {
-            "num_params": int(sum(w.size for w in initial)),
+            "num_params": int(sum(p.numel() for p in model.parameters())),
             "num_features": n_features,
             "num_classes": n_classes,
             "minority_classes": minority,
@@ -112,6 +111,9 @@ def make_server_app(
                 print(f"{PROGRESS_MARK} {exp.name} {server_round} {exp.rounds}", flush=True)
                 return MetricRecord({"accuracy": m.accuracy, "macro-f1": m.macro_f1})
 
+            initial = get_weights(
+                build_mlp(n_features, n_classes, cfg.hidden, cfg.model_seed + exp.seed)
+            )
             key_holder = None
             if exp.spec.secure:
                 from gradkit.comm import KeyHolder
