@@ -63,9 +63,10 @@ to norm 1.0, ``update_hessian()`` is called and the gradients are zeroed. With g
 after a backward pass of the sampled-label loss (the official API) works too.
 
 Deviations from the official ``SophiaG`` (none changes a value; parity is tested in float64
-over 60 steps with curvature updates in between): ``bs`` is a hyper-parameter, ``p.grad`` is
-never modified, ``step`` is an ``int64`` tensor, a ``foreach`` and a compiled path exist, and
-non-finite gradients or curvature estimates follow the ``nonfinite`` policy.
+over 60 steps with curvature updates in between): ``bs`` is a hyper-parameter,
+``update_hessian`` also accepts the estimates as an argument, ``step`` is an ``int64`` tensor, a
+``foreach`` and a compiled path exist, non-finite gradients or curvature estimates follow the
+``nonfinite`` policy, and ``capturable`` is not offered.
 
 Example:
     >>> import torch
@@ -74,7 +75,7 @@ Example:
     >>> opt = SophiaG([w], lr=0.1, weight_decay=0.0, bs=1)
     >>> w.grad = torch.tensor([0.5, -0.5])
     >>> opt.update_hessian()          # h = (1 - 0.99) * g**2, read from p.grad as in the paper code
-    >>> opt.step()                    # |m| = 0.0175 < rho * bs * h = 1e-4: clipped to 1
+    >>> opt.step()                    # |m| = 0.0175 > rho * bs * h = 1e-4: ratio clipped to 1
     >>> w.detach()
     tensor([ 0.9000, -1.9000])
 """
@@ -796,26 +797,28 @@ def _conformance_refresh_g(
 def _conformance_refresh_h(
     optimizer: torch.optim.Optimizer, loss_fn: Callable[[], torch.Tensor]
 ) -> None:
-    """Conformance hook for SophiaH: a block-wise Hutchinson estimate ``u_i ⊙ (H_ii u_i)``, one
-    Hessian-vector product per param tensor (unbiased for the diagonal like the full-vector
-    estimate). Probes are seeded from the step count and the param's shape, and the block form
-    does not depend on which other params the optimizer holds, so twin optimizers (checkpoint,
-    deepcopy, the per-group split) draw identical estimates."""
-    from gradkit.transforms._hessian import hessian_vector_product
-
+    """Conformance hook for SophiaH: a block-wise Hutchinson estimate ``u_i ⊙ (H_ii u_i)`` per
+    param tensor (unbiased for the diagonal like the full-vector estimate). Probes are seeded
+    from the step count and the param's shape, and the block form does not depend on which
+    other params the optimizer holds, so twin optimizers (checkpoint, deepcopy, the per-group
+    split) draw identical estimates."""
     sophia = cast(SophiaH, optimizer)
     params = sophia._all_params()
     estimates: list[torch.Tensor | None] = []
     with torch.enable_grad():
-        loss = loss_fn()
-        for index, param in enumerate(params):
+        grads = torch.autograd.grad(loss_fn(), params, create_graph=True)
+        for param, grad in zip(params, grads, strict=True):
             seed = _probe_seed(sophia, param.shape)
             probe = torch.randn(
                 param.shape, generator=torch.Generator().manual_seed(seed), dtype=param.dtype
             )
-            vectors = [probe if i == index else torch.zeros_like(p) for i, p in enumerate(params)]
-            products = hessian_vector_product(loss, params, vectors, retain_graph=True)
-            estimates.append(probe * products[index])
+            if not grad.requires_grad:  # constant gradient: zero Hessian block
+                estimates.append(torch.zeros_like(param))
+                continue
+            (block,) = torch.autograd.grad(
+                grad, param, grad_outputs=probe, retain_graph=True, allow_unused=True
+            )
+            estimates.append(torch.zeros_like(param) if block is None else probe * block)
     sophia.update_hessian(estimates)
 
 

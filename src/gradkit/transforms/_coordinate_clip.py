@@ -52,6 +52,9 @@ Two pieces:
   wrapper shares ``param_groups`` and ``state`` with the base, so LR schedulers, ``state_dict``
   and ``zero_grad`` behave as for the base; the clip settings themselves are constructor
   arguments, not state. Optimizers whose ``step`` needs a closure (L-BFGS) are not supported.
+  Cost per step in ``mode="update"``: a copy of the params before the base step and the
+  displacement (two temporaries of the params' size), plus one ``kthvalue`` per tensor (or one
+  over all magnitudes for ``scope="global"``) in fraction mode.
 
 Example:
     >>> import torch
