@@ -8,7 +8,7 @@ from typing import Any
 from gradkit.bench.results import BenchResults, Record
 from gradkit.bench.stats import format_number, summarize
 
-__all__ = ["render_markdown", "task_table", "verdict_table"]
+__all__ = ["best_variant_table", "render_markdown", "task_table", "verdict_table"]
 
 _VERDICT_MARK = {
     "holds": "✅ holds",
@@ -38,7 +38,8 @@ def _metric_values(records: Sequence[Record], key: str) -> list[float | None]:
 
 
 def task_table(results: BenchResults, task: str) -> list[str]:
-    """Markdown table lines for one task: a row per method, mean ± std over seeds."""
+    """Markdown table lines for one task: a row per method (and variant, for tasks with a
+    hyper-parameter grid), mean ± std over seeds."""
     info = results.tasks.get(task)
     metrics = list(info.metrics) if info else []
     records_all = results.select(task=task)
@@ -49,14 +50,19 @@ def task_table(results: BenchResults, task: str) -> list[str]:
         header.append("test accuracy (%)")
     header += [*metrics, "time/run (s)"]
     rows: list[list[object]] = []
-    for method in results.methods():
-        records = results.select(task, method)
+    cells = [
+        (method, variant)
+        for method in results.methods()
+        for variant in results.variants(task, method)
+    ]
+    for method, variant in cells:
+        records = results.select(task, method, variant)
         if not records:
             continue
         failed = sum(r.status != "ok" for r in records)
         runs = f"{len(records)}" + (f" ({failed} not ok)" if failed else "")
         row: list[object] = [
-            method,
+            f"{method} ({variant})" if variant else method,
             runs,
             summarize(_metric_values(records, "final_loss")).format(),
         ]
@@ -64,6 +70,31 @@ def task_table(results: BenchResults, task: str) -> list[str]:
             row.append(summarize(_metric_values(records, "accuracy")).format(digits=4, scale=100))
         row += [summarize(_metric_values(records, m)).format() for m in metrics]
         row.append(format_number(summarize([r.wall_time_s for r in records]).mean, 3))
+        rows.append(row)
+    return _table(header, rows)
+
+
+def best_variant_table(results: BenchResults, task: str) -> list[str]:
+    """For a task with a hyper-parameter grid: each method at its best variant (lowest mean
+    final loss), mean ± std over seeds; an empty list when no method has several variants."""
+    methods = [m for m in results.methods() if results.select(task, m)]
+    if all(len(results.variants(task, m)) <= 1 for m in methods):
+        return []
+    info = results.tasks.get(task)
+    metrics = list(info.metrics) if info else []
+    loss_name = info.loss_name if info else "loss"
+    header = ["method", "best variant", "runs", f"final {loss_name}", *metrics]
+    rows: list[list[object]] = []
+    for method in methods:
+        variant = results.best_variant(task, method)
+        records = results.select(task, method, variant)
+        row: list[object] = [
+            method,
+            variant or "—",
+            len(records),
+            summarize(_metric_values(records, "final_loss")).format(),
+        ]
+        row += [summarize(_metric_values(records, m)).format() for m in metrics]
         rows.append(row)
     return _table(header, rows)
 
@@ -81,12 +112,13 @@ def verdict_table(results: BenchResults) -> list[str]:
 
 def _hyperparams_lines(results: BenchResults) -> list[str]:
     rows: list[list[object]] = []
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, str]] = set()
     for r in results.records:
-        if (r.task, r.method) in seen:
+        if (r.task, r.method, r.variant) in seen:
             continue
-        seen.add((r.task, r.method))
-        rows.append([r.task, r.method, _format_kwargs(r.hyperparams)])
+        seen.add((r.task, r.method, r.variant))
+        label = f"{r.method} ({r.variant})" if r.variant else r.method
+        rows.append([r.task, label, _format_kwargs(r.hyperparams)])
     return _table(["task", "method", "optimizer arguments"], rows) if rows else []
 
 
@@ -126,6 +158,9 @@ def render_markdown(results: BenchResults, plots: Mapping[str, str] | None = Non
         if info is not None:
             runs = "deterministic, one run per method" if info.deterministic else "one run per seed"
             lines += [f"{info.description}. {info.steps} steps; {runs}.", ""]
+        best = best_variant_table(results, task)
+        if best:
+            lines += ["Each method at its best variant:", "", *best, "", "All variants:", ""]
         lines += [*task_table(results, task), ""]
         if task in plots:
             lines += [f"![{task} loss curves]({plots[task]})", ""]

@@ -7,12 +7,18 @@ gradkit optimizers by hand.
 Tasks describe hyper-parameters as one dict (``lr``, ``betas``, ``momentum``,
 ``weight_decay``...); :meth:`Method.build` passes only the keywords the optimizer's constructor
 accepts, so ``betas`` reaches Adam-like methods and ``momentum`` reaches SGD-like ones.
+
+Matrix methods (Muon, SWAN, SinkGD, ARO) update only the hidden weight matrices; the other
+parameters go to AdamW. A :class:`Method` with ``routing`` set says how
+(:meth:`Method.build_for_model`, see :mod:`gradkit.bench.routing`); the AdamW side's
+keyword arguments are the ``"aux"`` entry of the requested hyper-parameters. A method that
+needs a curvature refresh every few steps (Sophia) carries it as ``refresh``/``refresh_every``.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -43,6 +49,13 @@ class Method:
         paper: citation.
         fixed: keyword arguments that define the method and override task settings
             (``sgd`` fixes ``momentum=0.9``).
+        routing: ``None`` (every parameter to ``cls``), ``"groups"`` (``cls`` routes by param
+            group itself: matrix group and AdamW group from
+            :func:`gradkit.optim.matrix_param_groups`) or ``"chain"`` (matrices to ``cls``,
+            the rest to a separate ``torch.optim.AdamW``); see :meth:`build_for_model`.
+        refresh: ``refresh(optimizer, model, batch)``, called by tasks that support it after
+            every ``refresh_every``-th step (Sophia's Hessian estimate).
+        refresh_every: the refresh interval in steps (0: never).
     """
 
     name: str
@@ -51,6 +64,18 @@ class Method:
     summary: str = ""
     paper: str = ""
     fixed: Mapping[str, Any] = field(default_factory=dict)
+    routing: str | None = None
+    refresh: Callable[[Any, torch.nn.Module, Any], None] | None = field(default=None, compare=False)
+    refresh_every: int = 0
+
+    def __post_init__(self) -> None:
+        if self.routing not in ROUTINGS:
+            raise ValueError(f"routing must be one of {ROUTINGS}, got {self.routing!r}")
+        if self.refresh_every < 0 or (self.refresh is not None and self.refresh_every < 1):
+            raise ValueError(
+                f"refresh_every must be >= 1 with a refresh hook (0 without), got "
+                f"{self.refresh_every}"
+            )
 
     @cached_property
     def accepted(self) -> frozenset[str] | None:
@@ -104,8 +129,31 @@ class Method:
     ) -> tuple[torch.optim.Optimizer, dict[str, Any]]:
         """Construct the optimizer; returns it and the keyword arguments used."""
         kwargs = self.hyperparams(requested)
+        kwargs.pop("aux", None)
         return self.cls(params, **kwargs), kwargs
 
+    def build_for_model(
+        self, model: torch.nn.Module, requested: Mapping[str, Any]
+    ) -> tuple[Any, dict[str, Any]]:
+        """Construct the optimizer for ``model``'s parameters, following :attr:`routing`.
+
+        ``requested["aux"]`` (a dict, optional) holds the AdamW keyword arguments of the
+        non-matrix parameters of routed methods; it is ignored without routing. Returns the
+        optimizer (a :class:`~gradkit.bench.routing.OptimizerChain` for ``"chain"``) and the
+        keyword arguments used, with ``"aux"`` for routed methods.
+        """
+        if self.routing is None:
+            return self.build(model.parameters(), requested)
+        from gradkit.bench.routing import build_routed
+
+        kwargs = self.hyperparams(requested)
+        aux = dict(kwargs.pop("aux", None) or requested.get("aux") or {})
+        optimizer = build_routed(self.cls, self.routing, model, kwargs, aux)
+        return optimizer, {**kwargs, "aux": aux}
+
+
+#: The values of :attr:`Method.routing`.
+ROUTINGS = (None, "groups", "chain")
 
 #: The torch baselines, always available.
 BASELINES: dict[str, Method] = {
@@ -180,12 +228,17 @@ def resolve_method(name: str, methods: Mapping[str, Method] | None = None) -> Me
     return methods[key]
 
 
-def resolve_methods(names: Iterable[str]) -> list[Method]:
-    """Resolve several names, rejecting duplicates and an empty list."""
+def resolve_methods(
+    names: Iterable[str], extra: Mapping[str, Method] | None = None
+) -> list[Method]:
+    """Resolve several names, rejecting duplicates and an empty list.
+
+    ``extra`` (a suite's own methods) is searched first and may shadow registry names.
+    """
     names = list(names)
     if not names:
         raise BenchConfigError("no optimizers selected")
-    methods = available_methods()
+    methods = {**available_methods(), **(extra or {})}
     seen: dict[str, Method] = {}
     for name in names:
         method = resolve_method(name, methods)

@@ -5,18 +5,36 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gradkit.bench.results import BenchResults
 from gradkit.bench.stats import format_number
 
-__all__ = ["plot_filename", "plot_task", "task_curves"]
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+__all__ = ["plot_filename", "plot_task", "task_curves", "task_eval_curves"]
 
 
 def plot_filename(task: str) -> str:
     """``curves_<task>.png`` with anything but letters, digits, ``-`` and ``_`` replaced."""
     return "curves_" + re.sub(r"[^A-Za-z0-9_-]", "_", task) + ".png"
+
+
+def _label(method: str, variant: str | None) -> str:
+    return f"{method} ({variant})" if variant else method
+
+
+def _band(rows: list[list[float | None]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, min and max over rows (truncated to the shortest; ``None`` → NaN)."""
+    length = min(len(r) for r in rows)
+    data = np.array([[math.nan if v is None else v for v in r[:length]] for r in rows], float)
+    with np.errstate(all="ignore"):
+        mean = np.nanmean(data, axis=0) if np.isfinite(data).any() else data[0]
+        lo, hi = np.nanmin(data, axis=0), np.nanmax(data, axis=0)
+    return mean, lo, hi
 
 
 def task_curves(
@@ -25,24 +43,36 @@ def task_curves(
     """Per method: step index, mean, min and max of the loss curves over seeds.
 
     Curves are truncated to the shortest one of the method (runs that diverged stop early);
-    missing values are NaN.
+    missing values are NaN. For a task with a hyper-parameter grid, each method's best variant
+    (:meth:`BenchResults.best_variant`) is shown, labelled ``method (variant)``.
     """
     out = {}
     for method in results.methods():
-        records = [r for r in results.select(task, method) if r.curve]
+        variant = results.best_variant(task, method)
+        records = [r for r in results.select(task, method, variant) if r.curve]
         if not records:
             continue
-        length = min(len(r.curve) for r in records)
         stride = records[0].curve_stride
-        data = np.array(
-            [[math.nan if v is None else v for v in r.curve[:length]] for r in records],
-            dtype=float,
-        )
-        with np.errstate(all="ignore"):
-            steps = np.arange(length) * stride
-            mean = np.nanmean(data, axis=0) if np.isfinite(data).any() else data[0]
-            lo, hi = np.nanmin(data, axis=0), np.nanmax(data, axis=0)
-        out[method] = (steps, mean, lo, hi)
+        mean, lo, hi = _band([list(r.curve) for r in records])
+        out[_label(method, variant)] = (np.arange(mean.size) * stride, mean, lo, hi)
+    return out
+
+
+def task_eval_curves(
+    results: BenchResults, task: str
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Like :func:`task_curves` for the held-out ``eval_curve`` of each record (empty when the
+    task records none)."""
+    out = {}
+    for method in results.methods():
+        variant = results.best_variant(task, method)
+        records = [r for r in results.select(task, method, variant) if r.eval_curve]
+        if not records:
+            continue
+        length = min(len(r.eval_curve) for r in records)
+        steps = np.array([k for k, _ in records[0].eval_curve[:length]], dtype=float)
+        mean, lo, hi = _band([[v for _, v in r.eval_curve[:length]] for r in records])
+        out[_label(method, variant)] = (steps, mean, lo, hi)
     return out
 
 
@@ -71,8 +101,11 @@ def plot_task(results: BenchResults, task: str, path: Path) -> Path:
 
     info = results.tasks.get(task)
     curves = task_curves(results, task)
-    fig = Figure(figsize=(7.5, 4.5), dpi=110)
-    ax = fig.add_subplot()
+    held_out = task_eval_curves(results, task)
+    fig = Figure(figsize=(12.5 if held_out else 7.5, 4.5), dpi=110)
+    ax = fig.add_subplot(1, 2, 1) if held_out else fig.add_subplot()
+    if held_out:
+        _draw_eval(fig.add_subplot(1, 2, 2), held_out, results, task)
     window = 1
     if info is not None and not info.deterministic:
         longest = max((c[0].size for c in curves.values()), default=0)
@@ -87,7 +120,7 @@ def plot_task(results: BenchResults, task: str, path: Path) -> Path:
         y = _smooth(mean, window)
         style = _LINESTYLES[i % len(_LINESTYLES)]  # identical curves stay visible
         (line,) = ax.plot(steps, y, label=method, linewidth=1.5, linestyle=style)
-        if len(results.select(task, method)) > 1:
+        if (hi != lo).any():  # several seeds
             ax.fill_between(
                 steps,
                 _smooth(lo, window),
@@ -119,3 +152,26 @@ def plot_task(results: BenchResults, task: str, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, format="png")
     return path
+
+
+def _draw_eval(
+    ax: Axes,
+    curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    results: BenchResults,
+    task: str,
+) -> None:
+    """The held-out curves: mean over seeds, min–max band, log scale when positive."""
+    values = []
+    for i, (label, (steps, mean, lo, hi)) in enumerate(curves.items()):
+        style = _LINESTYLES[i % len(_LINESTYLES)]
+        (line,) = ax.plot(steps, mean, label=label, linewidth=1.5, linestyle=style)
+        ax.fill_between(steps, lo, hi, alpha=0.15, color=line.get_color(), linewidth=0)
+        values.append(mean[np.isfinite(mean)])
+    flat = np.concatenate(values) if values else np.array([])
+    if flat.size and (flat > 0).all():
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("held-out loss (mean, min–max band over seeds)")
+    ax.set_title(f"{results.settings.suite} / {task}: held-out")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)

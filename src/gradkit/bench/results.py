@@ -49,7 +49,12 @@ Top-level object:
     ``metrics`` (object): named task-specific figures, str -> float or null (for example
     ``final_x`` on the 1-D functions, ``dist_to_opt`` on Rosenbrock, ``w_norm_ratio`` on the
     BatchNorm CNN),
-    ``hyperparams`` (object): the keyword arguments the optimizer was built with.
+    ``hyperparams`` (object): the keyword arguments the optimizer was built with,
+    ``variant`` (str, optional, default ``""``): which of the task's hyper-parameter variants
+    of the method this run used (for example ``"lr=3e-3"`` in a learning-rate grid; empty when
+    the task has one setting per method),
+    ``eval_curve`` (list of ``[step, float or null]``, optional, default empty): a held-out
+    loss (for example the validation loss) after ``step`` optimizer steps.
 ``verdicts`` (list of object)
     ``claim`` (str), ``paper`` (str), ``tasks`` (list of str), ``verdict`` (one of
     ``"holds"``, ``"does not hold"``, ``"inconclusive"``), ``evidence`` (str: the numbers that
@@ -187,6 +192,8 @@ class Record:
     hyperparams: Mapping[str, Any] = field(default_factory=dict)
     status: str = "ok"
     error: str | None = None
+    variant: str = ""
+    eval_curve: tuple[tuple[int, float | None], ...] = ()
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -209,6 +216,8 @@ class Record:
             "curve_stride": self.curve_stride,
             "metrics": {k: finite_or_none(v) for k, v in self.metrics.items()},
             "hyperparams": _jsonable(self.hyperparams),
+            "variant": self.variant,
+            "eval_curve": [[int(k), finite_or_none(v)] for k, v in self.eval_curve],
         }
 
     @classmethod
@@ -229,6 +238,8 @@ class Record:
             hyperparams=dict(data.get("hyperparams", {})),
             status=str(data.get("status", "ok")),
             error=data.get("error"),
+            variant=str(data.get("variant", "")),
+            eval_curve=tuple((int(k), v) for k, v in data.get("eval_curve", ())),
         )
 
     def numbers(self) -> dict[str, Any]:
@@ -302,13 +313,41 @@ class BenchResults:
         seen.update(dict.fromkeys(r.task for r in self.records))
         return list(seen)
 
-    def select(self, task: str | None = None, method: str | None = None) -> list[Record]:
-        """Records matching ``task`` and ``method`` (``None`` matches everything)."""
+    def select(
+        self, task: str | None = None, method: str | None = None, variant: str | None = None
+    ) -> list[Record]:
+        """Records matching ``task``, ``method`` and ``variant`` (``None`` matches everything)."""
         return [
             r
             for r in self.records
-            if (task is None or r.task == task) and (method is None or r.method == method)
+            if (task is None or r.task == task)
+            and (method is None or r.method == method)
+            and (variant is None or r.variant == variant)
         ]
+
+    def variants(self, task: str, method: str) -> list[str]:
+        """The variants of ``method`` run on ``task``, in run order (``[""]`` without a grid)."""
+        return list(dict.fromkeys(r.variant for r in self.select(task, method)))
+
+    def best_variant(self, task: str, method: str) -> str | None:
+        """The variant of ``method`` on ``task`` with the lowest mean ``final_loss`` over seeds.
+
+        Variants with fewer failed (non-finite, diverged or errored) runs rank first; ``None``
+        when ``method`` has no records on ``task``.
+        """
+        best: tuple[int, float, int] | None = None
+        choice = None
+        for i, variant in enumerate(self.variants(task, method)):
+            values = [
+                r.final_loss if r.status == "ok" else None
+                for r in self.select(task, method, variant)
+            ]
+            finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+            mean = sum(finite) / len(finite) if finite else math.inf
+            key = (len(values) - len(finite), mean, i)
+            if best is None or key < best:
+                best, choice = key, variant
+        return choice
 
     # -- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from gradkit.bench.errors import BenchConfigError
 from gradkit.bench.methods import Method
@@ -73,13 +75,19 @@ def run_one(
     steps: int,
     smoke: bool,
     catch_errors: bool = True,
+    variant: str = "",
+    overrides: Mapping[str, Any] | None = None,
 ) -> Record:
     """Seed everything, run ``task`` once and wrap the outcome into a :class:`Record`.
 
     With ``catch_errors``, an exception raised while training (for example an optimizer that
     refuses non-finite gradients) becomes a record with status ``"error"`` rather than
-    aborting the suite.
+    aborting the suite. ``overrides`` (a variant's hyper-parameters, see
+    :meth:`Task.variants`) are added to the method's fixed keyword arguments; ``variant`` is
+    the label stored in the record.
     """
+    if overrides:
+        method = dataclasses.replace(method, fixed={**method.fixed, **overrides})
     seed_everything(seed)
     start = time.perf_counter()
     error: str | None = None
@@ -109,6 +117,8 @@ def run_one(
         hyperparams=used or method.hyperparams(task.hyperparams(method)),
         status=status,
         error=error,
+        variant=variant,
+        eval_curve=tuple((int(k), v) for k, v in outcome.eval_curve),
     )
 
 
@@ -125,7 +135,9 @@ def run_tasks(
     on_record: Callable[[Record], None] | None = None,
     catch_errors: bool = True,
 ) -> tuple[list[Record], dict[str, TaskInfo]]:
-    """Run every task with every method and seed (deterministic tasks: first seed only).
+    """Run every task with every method, variant and seed (deterministic tasks: first seed
+    only). Variants come from :meth:`Task.variants` (one per method unless a task defines a
+    grid).
 
     Args:
         suite: suite name stored in each record.
@@ -140,9 +152,10 @@ def run_tasks(
         The records in run order and the :class:`TaskInfo` of each task.
     """
     plan = [
-        (task, method, seed)
+        (task, method, variant, seed)
         for task in tasks
         for method in methods
+        for variant in task.variants(method, smoke)
         for seed in (seeds[:1] if task.deterministic else seeds)
     ]
     infos = {t.name: t.info(steps or t.default_steps(smoke)) for t in tasks}
@@ -150,10 +163,19 @@ def run_tasks(
     bar = progress_bar(len(plan), progress, desc=suite)
     try:
         with num_threads(threads):
-            for task, method, seed in plan:
-                bar.set_postfix_str(f"{task.name} {method.name} seed {seed}")
+            for task, method, (label, overrides), seed in plan:
+                shown = f"{method.name} {label}" if label else method.name
+                bar.set_postfix_str(f"{task.name} {shown} seed {seed}")
                 record = run_one(
-                    suite, task, method, seed, infos[task.name].steps, smoke, catch_errors
+                    suite,
+                    task,
+                    method,
+                    seed,
+                    infos[task.name].steps,
+                    smoke,
+                    catch_errors,
+                    variant=label,
+                    overrides=overrides,
                 )
                 records.append(record)
                 if on_record is not None:

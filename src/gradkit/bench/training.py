@@ -51,16 +51,22 @@ def split_batch(batch: Any) -> tuple[Any, Any]:
 
 def train_steps(
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Any,
     batches: Iterator[Any],
     loss_fn: Callable[[Any, Any], torch.Tensor],
     steps: int,
     device: torch.device | str | None = None,
+    *,
+    clip_grad_norm: float | None = None,
+    after_step: Callable[[int, Any], None] | None = None,
 ) -> tuple[list[float], str]:
     """Run ``steps`` optimizer steps in train mode.
 
     Each step takes the next ``(inputs, targets)`` batch, computes
-    ``loss_fn(model(inputs), targets)``, back-propagates and steps.
+    ``loss_fn(model(inputs), targets)``, back-propagates, clips the gradient norm to
+    ``clip_grad_norm`` (if given) and steps ``optimizer`` (a ``torch.optim.Optimizer`` or
+    anything with ``zero_grad`` and ``step``). Then ``after_step(k, batch)`` is called with the
+    number of steps done so far (a learning-rate schedule, a curvature refresh, an evaluation).
 
     Returns:
         The minibatch loss of every step (computed before that step's update) and a status:
@@ -80,5 +86,9 @@ def train_steps(
         if not math.isfinite(value):
             return curve, "diverged"
         loss.backward()
+        if clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
         optimizer.step()
+        if after_step is not None:
+            after_step(len(curve), (inputs, targets))
     return curve, "ok"

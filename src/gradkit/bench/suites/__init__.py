@@ -23,6 +23,7 @@ __all__ = ["Suite", "get_suite", "register_suite", "suite_names"]
 _SUITE_MODULES: dict[str, str] = {
     "default": "gradkit.bench.suites.default",
     "mtl": "gradkit.bench.suites.mtl",
+    "lm": "gradkit.bench.suites.lm",
     "fed": "gradkit.bench.suites.fed",
 }
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gradkit.bench.errors import BenchConfigError, unknown_name
-from gradkit.bench.methods import resolve_methods
+from gradkit.bench.methods import Method, resolve_methods
 from gradkit.bench.results import BenchResults, Record, RunSettings, Verdict
 from gradkit.bench.runner import normalize_seeds, normalize_steps, run_tasks
 from gradkit.bench.runtime import resolve_threads
@@ -40,6 +40,9 @@ class Suite:
             (a function, so that it can read the optimizer registry at run time).
         verdicts: computes the verdicts from the finished results (pure).
         default_seeds: number of seeds when ``--seeds`` is not given (1 in smoke mode).
+        extra_methods: the suite's own method definitions (name → :class:`Method`), looked up
+            before the global ones; for example a matrix method with parameter routing, or a
+            method with a curvature refresh (a function, read at run time).
     """
 
     name: str
@@ -48,6 +51,7 @@ class Suite:
     default_optimizers: Callable[[], list[str]]
     verdicts: Callable[[BenchResults], list[Verdict]] = lambda results: []
     default_seeds: int = 3
+    extra_methods: Callable[[], Mapping[str, Method]] | None = None
 
     def select_tasks(self, names: Sequence[str] | None) -> list[Task]:
         """The tasks called ``names`` (all when ``None``); unknown names raise."""
@@ -91,7 +95,9 @@ class Suite:
             BenchConfigError: unknown optimizer or task names, bad seeds or steps.
         """
         method_names = parse_names(optimizers, "optimizer") or self.default_optimizers()
-        methods = resolve_methods(method_names)
+        methods = resolve_methods(
+            method_names, self.extra_methods() if self.extra_methods is not None else None
+        )
         selected = self.select_tasks(parse_names(tasks, "task"))
         seed_list = normalize_seeds(seeds, 1 if smoke else self.default_seeds)
         steps = normalize_steps(steps)

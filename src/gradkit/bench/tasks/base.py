@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -23,6 +23,7 @@ class Outcome:
         accuracy: final test accuracy in [0, 1], classification tasks only.
         metrics: named task-specific figures.
         status: ``"ok"`` or ``"diverged"`` (the runner sets ``"error"`` itself).
+        eval_curve: ``(step, held-out loss)`` pairs, for tasks that evaluate during training.
     """
 
     final_loss: float | None
@@ -30,6 +31,7 @@ class Outcome:
     accuracy: float | None = None
     metrics: Mapping[str, float | None] = field(default_factory=dict)
     status: str = "ok"
+    eval_curve: Sequence[tuple[int, float | None]] = ()
 
 
 class Task(abc.ABC):
@@ -65,6 +67,16 @@ class Task(abc.ABC):
     def run(self, method: Method, seed: int, steps: int, smoke: bool) -> tuple[Outcome, dict]:
         """Train with ``method`` for ``steps`` steps; returns the outcome and the optimizer's
         keyword arguments as actually used. Global RNGs are already seeded with ``seed``."""
+
+    def variants(self, method: Method, smoke: bool = False) -> list[tuple[str, dict[str, Any]]]:
+        """Hyper-parameter variants of ``method`` to run, as ``(label, overrides)`` pairs.
+
+        The runner runs every variant with every seed; ``overrides`` are added to the method's
+        :attr:`Method.fixed` keyword arguments (so they win over :meth:`hyperparams`) and the
+        label is stored in :attr:`Record.variant`. The default is one unnamed variant without
+        overrides; a learning-rate grid returns one variant per learning rate.
+        """
+        return [("", {})]
 
     def info(self, steps: int) -> TaskInfo:
         """The static description stored in ``results.json``."""
