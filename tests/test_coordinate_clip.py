@@ -291,3 +291,30 @@ def test_state_dict_deepcopy_and_no_grad_params() -> None:
     assert "CoordinateClip(fraction=0.1" in repr(opt) and "Adam" in repr(opt)
     opt.zero_grad()
     assert all(p.grad is None for p in params)
+
+
+@pytest.mark.parametrize("base", ["sgd", "adam"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gradient_mode_is_bit_identical_to_feeding_clipped_gradients(
+    base: str, dtype: torch.dtype
+) -> None:
+    """mode="gradient" equals the plain base optimizer fed the hand-clipped gradients, bit for
+    bit (update mode is equal only to rounding: Δ carries one rounding of the step)."""
+
+    def make(params: list[torch.Tensor]) -> torch.optim.Optimizer:
+        if base == "sgd":
+            return torch.optim.SGD(params, lr=0.037, momentum=0.5)
+        return torch.optim.Adam(params, lr=0.01)
+
+    gen = torch.Generator().manual_seed(7)
+    p = torch.randn(300, generator=gen, dtype=dtype).requires_grad_()
+    q = p.detach().clone().requires_grad_()
+    wrapped = CoordinateClip(make([p]), threshold=0.8, mode="gradient")
+    plain = make([q])
+    for _ in range(10):
+        g = torch.randn(300, generator=gen, dtype=dtype) * 2
+        p.grad = g.clone()
+        q.grad = torch.where(g.abs() > 0.8, g.sign() * 0.8, g)
+        wrapped.step()
+        plain.step()
+        assert torch.equal(p.detach(), q.detach())
