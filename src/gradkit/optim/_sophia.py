@@ -403,7 +403,8 @@ class _Sophia(GradkitOptimizer):
 
     def win_rate(self) -> float:
         """Fraction of coordinates whose last update was *not* clipped, from the current state
-        (the official README's tuning target: keep it in 0.1–0.5 by adjusting ``rho``)."""
+        (the official README's tuning target: keep it in 0.1–0.5 by adjusting ``rho``). It uses
+        the groups' hyper-parameters (a ``step(bs=...)`` override is not remembered)."""
         unclipped, total = 0, 0
         for group in self.param_groups:
             for param in group["params"]:
