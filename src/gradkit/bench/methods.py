@@ -56,6 +56,10 @@ class Method:
         refresh: ``refresh(optimizer, model, batch)``, called by tasks that support it after
             every ``refresh_every``-th step (Sophia's Hessian estimate).
         refresh_every: the refresh interval in steps (0: never).
+        param_groups_fn: maps the parameters :meth:`build` receives (a list of tensors or
+            group dicts) to the param groups the optimizer is built with; set for registry
+            entries whose :attr:`~gradkit.registry.OptimizerSpec.param_groups_fn` is set (the
+            matrix optimizers route 1-D parameters to AdamW by ``ndim``).
     """
 
     name: str
@@ -67,6 +71,7 @@ class Method:
     routing: str | None = None
     refresh: Callable[[Any, torch.nn.Module, Any], None] | None = field(default=None, compare=False)
     refresh_every: int = 0
+    param_groups_fn: Callable[[Any], Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.routing not in ROUTINGS:
@@ -130,6 +135,8 @@ class Method:
         """Construct the optimizer; returns it and the keyword arguments used."""
         kwargs = self.hyperparams(requested)
         kwargs.pop("aux", None)
+        if self.param_groups_fn is not None:
+            params = self.param_groups_fn(list(params))
         return self.cls(params, **kwargs), kwargs
 
     def build_for_model(
@@ -200,7 +207,14 @@ def registry_methods() -> tuple[dict[str, Method], str | None]:
         key = spec.name.lower()
         if key in BASELINES:
             continue  # the baseline names keep their torch meaning
-        out[key] = Method(key, spec.cls, "gradkit", spec.summary, spec.paper)
+        out[key] = Method(
+            key,
+            spec.cls,
+            "gradkit",
+            spec.summary,
+            spec.paper,
+            param_groups_fn=getattr(spec, "param_groups_fn", None),
+        )
     return out, None
 
 

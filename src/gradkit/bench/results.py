@@ -50,10 +50,10 @@ Top-level object:
     ``final_x`` on the 1-D functions, ``dist_to_opt`` on Rosenbrock, ``w_norm_ratio`` on the
     BatchNorm CNN),
     ``hyperparams`` (object): the keyword arguments the optimizer was built with,
-    ``variant`` (str, optional, default ``""``): which of the task's hyper-parameter variants
+    ``variant`` (str, only written when not empty): which of the task's hyper-parameter variants
     of the method this run used (for example ``"lr=3e-3"`` in a learning-rate grid; empty when
     the task has one setting per method),
-    ``eval_curve`` (list of ``[step, float or null]``, optional, default empty): a held-out
+    ``eval_curve`` (list of ``[step, float or null]``, only written when not empty): a held-out
     loss (for example the validation loss) after ``step`` optimizer steps.
 ``verdicts`` (list of object)
     ``claim`` (str), ``paper`` (str), ``tasks`` (list of str), ``verdict`` (one of
@@ -200,8 +200,9 @@ class Record:
             raise ValueError(f"record status must be one of {STATUSES}, got {self.status!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object; non-finite floats become ``None``."""
-        return {
+        """The JSON object; non-finite floats become ``None``. ``variant`` and ``eval_curve``
+        are written only when set (so suites without them keep the original record layout)."""
+        out = {
             "suite": self.suite,
             "task": self.task,
             "method": self.method,
@@ -216,9 +217,12 @@ class Record:
             "curve_stride": self.curve_stride,
             "metrics": {k: finite_or_none(v) for k, v in self.metrics.items()},
             "hyperparams": _jsonable(self.hyperparams),
-            "variant": self.variant,
-            "eval_curve": [[int(k), finite_or_none(v)] for k, v in self.eval_curve],
         }
+        if self.variant:
+            out["variant"] = self.variant
+        if self.eval_curve:
+            out["eval_curve"] = [[int(k), finite_or_none(v)] for k, v in self.eval_curve]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Record:

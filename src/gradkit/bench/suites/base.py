@@ -43,6 +43,8 @@ class Suite:
         extra_methods: the suite's own method definitions (name → :class:`Method`), looked up
             before the global ones; for example a matrix method with parameter routing, or a
             method with a curvature refresh (a function, read at run time).
+        default_threads: what ``num_threads="auto"`` means outside smoke mode (``None``: the
+            engine's default, 2).
     """
 
     name: str
@@ -52,6 +54,7 @@ class Suite:
     verdicts: Callable[[BenchResults], list[Verdict]] = lambda results: []
     default_seeds: int = 3
     extra_methods: Callable[[], Mapping[str, Method]] | None = None
+    default_threads: int | None = None
 
     def select_tasks(self, names: Sequence[str] | None) -> list[Task]:
         """The tasks called ``names`` (all when ``None``); unknown names raise."""
@@ -87,8 +90,9 @@ class Suite:
             steps: optimizer steps per run, overriding every task's default.
             smoke: a few steps on tiny data, for CI.
             progress: show a progress bar on stderr.
-            num_threads: ``torch.set_num_threads`` during the run; ``"auto"``: 2, or 1 in smoke
-                mode; ``None``: leave torch's setting.
+            num_threads: ``torch.set_num_threads`` during the run; ``"auto"``: 2 (or the
+                suite's :attr:`default_threads`), 1 in smoke mode; ``None``: leave torch's
+                setting.
             on_record: called with each record as it is produced.
 
         Raises:
@@ -101,6 +105,8 @@ class Suite:
         selected = self.select_tasks(parse_names(tasks, "task"))
         seed_list = normalize_seeds(seeds, 1 if smoke else self.default_seeds)
         steps = normalize_steps(steps)
+        if num_threads == "auto" and self.default_threads is not None and not smoke:
+            num_threads = self.default_threads
         threads = resolve_threads(num_threads, smoke)
         records, infos = run_tasks(
             self.name,

@@ -64,13 +64,13 @@ BASE_GRID = (1e-3, 3e-3, 1e-2)
 #: Matrix-group learning rate of SWAN and SinkGD as a fraction of η (community recipe).
 MATRIX_LR_RATIO = {"swan": 0.05, "sinkgd": 0.05}
 #: SophiaG's ρ and curvature refresh interval k.
-SOPHIA_RHO = 0.04
+SOPHIA_RHO = 1.0
 SOPHIA_EVERY = 10
 ADAMW_BETAS = (0.9, 0.95)
 SOPHIA_BETAS = (0.965, 0.99)
 
 CONFIG = GPTConfig(vocab_size=0, context=64, d_model=64, n_layer=4, n_head=4)
-SETTINGS = LMSettings(steps=500, batch=16, eval_every=50, eval_windows=256)
+SETTINGS = LMSettings(steps=400, batch=16, eval_every=50, eval_windows=192)
 SMOKE_SETTINGS = LMSettings(steps=12, batch=16, eval_every=4, eval_windows=8, train_tail=3)
 
 
@@ -428,4 +428,5 @@ SUITE = Suite(
     default_optimizers=default_methods,
     verdicts=lm_verdicts,
     extra_methods=lm_methods,
+    default_threads=1,
 )
