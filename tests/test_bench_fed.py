@@ -12,6 +12,7 @@ from gradkit.bench.suites import get_suite
 from gradkit.bench.suites.fed import (
     SCENARIOS,
     TASK,
+    attack_cost_verdict,
     fed_verdicts,
     margin_verdict,
     ratio_verdict,
@@ -60,6 +61,8 @@ def _base(ef_acc: float, ratio: float, he_bytes: float, flip_mv: float, flip_avg
         _rec("signsgd", 0.88),
         _rec("signsgd+signflip", 0.88 - flip_mv),
         _rec("fedavg+signflip", 0.90 - flip_avg),
+        _rec("fedavg+signflip_x10", 0.90 - 3 * flip_avg),
+        _rec("signsgd+signflip_x10", 0.88 - flip_mv),
     ]
 
 
@@ -71,7 +74,8 @@ def test_verdicts_flip_with_the_numbers() -> None:
         ("before encryption", "holds"),
         ("with Paillier", "holds"),
         ("robust to a 5 % sign-flip attacker", "holds"),
-        ("costs FedAvg more", "holds"),
+        ("A 5 % sign-flip attacker costs FedAvg", "holds"),
+        ("boosted (×10) sign-flip", "holds"),
     ):
         assert _by_claim(good, word) == expected_good, word
         assert _by_claim(bad, word) == "does not hold", word
@@ -81,6 +85,23 @@ def test_verdicts_flip_with_the_numbers() -> None:
     assert _by_claim(_results(changed), "changes the bytes") == "does not hold"
     real = [v for v in fed_verdicts(good) if "98.0 %" in v.claim]
     assert real[0].verdict == "inconclusive" and "not tested" in real[0].evidence
+
+
+def test_attack_cost_verdict_three_outcomes() -> None:
+    def v(avg_loss: float, mv_loss: float) -> str:
+        return attack_cost_verdict(
+            "c", clean_avg=0.9, attacked_avg=0.9 - avg_loss, clean_mv=0.9, attacked_mv=0.9 - mv_loss
+        ).verdict
+
+    assert v(0.02, 0.0) == "holds"
+    assert v(0.005, 0.0) == "inconclusive"
+    assert v(0.0, 0.001) == "does not hold"
+    assert (
+        attack_cost_verdict(
+            "c", clean_avg=None, attacked_avg=0.9, clean_mv=0.9, attacked_mv=0.9
+        ).verdict
+        == "inconclusive"
+    )
 
 
 def test_verdict_helpers_boundaries() -> None:

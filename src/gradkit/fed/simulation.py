@@ -41,6 +41,7 @@ __all__ = ["QUIET_ENV", "FedRunError", "run_federated"]
 QUIET_ENV = {
     "FLWR_TELEMETRY_ENABLED": "0",
     "FLWR_DISABLE_UPDATE_CHECK": "1",
+    "FLWR_TRACING_ENABLED": "0",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
     "RAY_DEDUP_LOGS": "0",

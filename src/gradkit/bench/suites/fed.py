@@ -15,7 +15,7 @@ delta. Methods (``--optimizers``):
 * ``edgedetect_ef_he`` — ``edgedetect_ef`` with the votes summed under Paillier (2048-bit,
   packed counters); fewer rounds (:data:`HE_ROUNDS`) because encryption costs ~1 s per client;
 * ``<method>+signflip`` / ``<method>+labelflip`` — 1 of the 20 clients (5 %) negates its update
-  or trains on shifted labels ``(y + 1) mod 8``.
+  or trains on shifted labels ``(y + 1) mod 8``; ``<method>+signflip_x10`` — it sends ``−10·u``.
 
 Reported per method: final accuracy, macro-F1, minority-class F1 (mean F1 of the classes under
 2 % of the training data), uplink bytes per round (payload, plaintext frame, Flower wire bytes),
@@ -53,6 +53,7 @@ __all__ = [
     "SUITE",
     "FedResults",
     "FedSuite",
+    "attack_cost_verdict",
     "fed_verdicts",
     "margin_verdict",
     "ratio_verdict",
@@ -66,15 +67,18 @@ HE_ROUNDS = 10
 ATTACKER = 7  # partition id of the attacking client
 
 _BASE = ("fedavg", "edgedetect", "edgedetect_ef", "edgedetect_ef_mean", "signsgd", "signsgd_ef")
-#: Method name → (gradkit.fed method, attack).
-SCENARIOS: dict[str, tuple[str, str]] = {
-    **{m: (m, "none") for m in _BASE},
-    "edgedetect_ef_he": ("edgedetect_ef_he", "none"),
-    "fedavg+signflip": ("fedavg", "signflip"),
-    "signsgd+signflip": ("signsgd", "signflip"),
-    "edgedetect_ef+signflip": ("edgedetect_ef", "signflip"),
-    "fedavg+labelflip": ("fedavg", "labelflip"),
-    "edgedetect_ef+labelflip": ("edgedetect_ef", "labelflip"),
+#: Method name → (gradkit.fed method, attack, attack scale). ``signflip_x10``: the attacker
+#: sends ``−10·u`` (a boosted sign flip); for 1-bit methods the scale changes only its α.
+SCENARIOS: dict[str, tuple[str, str, float]] = {
+    **{m: (m, "none", 1.0) for m in _BASE},
+    "edgedetect_ef_he": ("edgedetect_ef_he", "none", 1.0),
+    "fedavg+signflip": ("fedavg", "signflip", 1.0),
+    "signsgd+signflip": ("signsgd", "signflip", 1.0),
+    "edgedetect_ef+signflip": ("edgedetect_ef", "signflip", 1.0),
+    "fedavg+signflip_x10": ("fedavg", "signflip", 10.0),
+    "signsgd+signflip_x10": ("signsgd", "signflip", 10.0),
+    "fedavg+labelflip": ("fedavg", "labelflip", 1.0),
+    "edgedetect_ef+labelflip": ("edgedetect_ef", "labelflip", 1.0),
 }
 
 METRICS = (
@@ -157,8 +161,17 @@ class FedResults(BenchResults):
             names.append(method)
             plain.append(recs[0].metrics.get("uplink_plaintext_B") or np.nan)
             wire.append(recs[0].metrics.get("uplink_wire_B") or np.nan)
+        late = [
+            v
+            for m in names
+            for r in self.select(task, m)[:1]
+            for v in r.curve[min(5, len(r.curve) - 1) :]
+            if v is not None
+        ]
+        if late:  # zoom on the part where the methods differ
+            ax.set_ylim(max(0.0, 1.0 - max(late) - 0.03), min(1.0, 1.0 - min(late) + 0.01))
         ax.set_xlabel("round")
-        ax.set_ylabel("test accuracy")
+        ax.set_ylabel("test accuracy (zoomed)")
         ax.set_title(f"{self.settings.suite} / {task}: accuracy")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
@@ -269,13 +282,14 @@ class FedSuite(Suite):
         experiments = []
         for seed in seed_list:
             for name in names:
-                method, attack = SCENARIOS[name]
+                method, attack, scale = SCENARIOS[name]
                 experiments.append(
                     Experiment(
                         f"{name}#{seed}",
                         method,
                         rounds=he_rounds if _is_secure(method) else rounds,
                         attack=attack,
+                        attack_scale=scale,
                         attackers=(ATTACKER % setting["cfg"].num_clients,)
                         if attack != "none"
                         else (),
@@ -401,6 +415,37 @@ def ratio_verdict(claim: str, ratio: float | None, *, at_least: float, evidence:
     return Verdict(claim, PAPER, verdict, evidence, (TASK,), {"ratio": ratio, "at_least": at_least})
 
 
+def attack_cost_verdict(
+    claim: str,
+    *,
+    clean_avg: float | None,
+    attacked_avg: float | None,
+    clean_mv: float | None,
+    attacked_mv: float | None,
+    margin: float = 0.01,
+) -> Verdict:
+    """``holds`` when FedAvg loses at least ``margin`` more accuracy to the attacker than
+    majority vote, ``does not hold`` when it loses no more than majority vote, else
+    ``inconclusive`` (a difference below the margin, within single-seed noise). Pure."""
+    if None in (clean_avg, attacked_avg, clean_mv, attacked_mv):
+        return Verdict(claim, PAPER, "inconclusive", "a run failed", (TASK,), {})
+    loss_avg = float(clean_avg) - float(attacked_avg)  # type: ignore[arg-type]
+    loss_mv = float(clean_mv) - float(attacked_mv)  # type: ignore[arg-type]
+    gap = loss_avg - loss_mv
+    if gap >= margin:
+        verdict = "holds"
+    elif gap <= 0:
+        verdict = "does not hold"
+    else:
+        verdict = "inconclusive"
+    evidence = (
+        f"accuracy lost to the attacker: FedAvg {loss_avg:+.4f}, signSGD majority "
+        f"{loss_mv:+.4f} (gap {gap:+.4f}; needs ≥ {margin:g} to hold)"
+    )
+    numbers = {"fedavg_loss": loss_avg, "majority_loss": loss_mv, "gap": gap}
+    return Verdict(claim, PAPER, verdict, evidence, (TASK,), numbers)
+
+
 def _vals(results: BenchResults, method: str, key: str = "accuracy") -> list[float | None]:
     out: list[float | None] = []
     for r in results.select(TASK, method):
@@ -509,23 +554,17 @@ def fed_verdicts(results: BenchResults) -> list[Verdict]:
                     0.01,
                 )
             )
-    if need("fedavg", "fedavg+signflip", "signsgd", "signsgd+signflip"):
-        d_avg = _mean(_vals(results, "fedavg")), _mean(_vals(results, "fedavg+signflip"))
-        d_mv = _mean(_vals(results, "signsgd")), _mean(_vals(results, "signsgd+signflip"))
-        claim = "The sign-flip attacker costs FedAvg more accuracy than majority vote"
-        if None in (*d_avg, *d_mv):
-            out.append(Verdict(claim, PAPER, "inconclusive", "a run failed", (TASK,), {}))
-        else:
-            loss_avg = d_avg[0] - d_avg[1]  # type: ignore[operator]
-            loss_mv = d_mv[0] - d_mv[1]  # type: ignore[operator]
+    for suffix in ("signflip", "signflip_x10"):
+        if need("fedavg", f"fedavg+{suffix}", "signsgd", f"signsgd+{suffix}"):
             out.append(
-                Verdict(
-                    claim,
-                    PAPER,
-                    "holds" if loss_avg > loss_mv else "does not hold",
-                    f"accuracy lost: FedAvg {loss_avg:+.4f}, signSGD majority {loss_mv:+.4f}",
-                    (TASK,),
-                    {"fedavg_loss": loss_avg, "majority_loss": loss_mv},
+                attack_cost_verdict(
+                    f"A 5 % {'boosted (×10) ' if suffix.endswith('x10') else ''}sign-flip "
+                    "attacker costs FedAvg at least 1 point more accuracy than signSGD "
+                    "majority vote",
+                    clean_avg=_mean(_vals(results, "fedavg")),
+                    attacked_avg=_mean(_vals(results, f"fedavg+{suffix}")),
+                    clean_mv=_mean(_vals(results, "signsgd")),
+                    attacked_mv=_mean(_vals(results, f"signsgd+{suffix}")),
                 )
             )
     if need("edgedetect_ef", "edgedetect_ef+labelflip"):
