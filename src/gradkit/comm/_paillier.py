@@ -17,8 +17,9 @@ Roles and threat model (systems spec §1(a)5, §2; honest-but-curious parties):
 Leakage: by default the per-group ``(τ, α)`` float32 pairs travel in clear (``G`` numbers per
 client, one per tensor) — they reveal each client's update magnitude per tensor, not its
 coordinates. With ``encrypt_scales=True`` they are encrypted as fixed-point integers
-(``round(x·2^40)`` offset by ``2^71``, 72-bit two's-complement-free range ``|x| < 2^31``); then the
-key holder only learns ``Σ_k α_k`` and the majority rule uses the mean ``α`` instead of the median.
+(``round(x·2^40) + 2^71``, a non-negative 72-bit integer, so ``|x| < 2^31`` at resolution
+``2^-40``); then the key holder only learns ``Σ_k τ_k`` and ``Σ_k α_k``, and the majority rule
+uses the mean ``α`` instead of the median.
 
 Encoding choices (reliability checklist D):
 
