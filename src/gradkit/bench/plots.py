@@ -140,12 +140,14 @@ def plot_task(results: BenchResults, task: str, path: Path) -> Path:
     elif values.size:
         ax.set_yscale("symlog", linthresh=1.0)
     loss_name = info.loss_name if info else "loss"
+    if held_out:  # the curve is the training minibatch loss; final_loss is the held-out one
+        loss_name = "training minibatch loss"
     if optimum is not None:
         loss_name += f" − min ({format_number(optimum)})"
     ylabel = loss_name + (f" (moving average, {window} points)" if window > 1 else "")
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{results.settings.suite} / {task}")
+    ax.set_title(f"{results.settings.suite} / {task}" + (": training" if held_out else ""))
     ax.grid(True, which="major", alpha=0.3)
     if curves:
         ax.legend(fontsize=8, ncol=2)
@@ -171,7 +173,9 @@ def _draw_eval(
     if flat.size and (flat > 0).all():
         ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("held-out loss (mean, min–max band over seeds)")
-    ax.set_title(f"{results.settings.suite} / {task}: held-out")
+    info = results.tasks.get(task)
+    name = info.loss_name if info is not None else "held-out loss"
+    ax.set_ylabel(f"{name} (mean, min–max band over seeds)")
+    ax.set_title(f"{results.settings.suite} / {task}: {name}")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
