@@ -151,3 +151,19 @@ def test_run_federated_argument_errors() -> None:
 def test_overall_timeout_kills_the_simulation() -> None:
     with pytest.raises(FedRunError, match="exceeded its timeout of 2 s"):
         run_federated(CFG, [Experiment("t", "fedavg", 1)], timeout=2)
+
+
+def test_flower_telemetry_off_by_default() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLWR_", "RAY_USAGE"))}
+    code = (
+        "import gradkit.fed.client, flwr.supercore.telemetry as t, os;"
+        "print(t.FLWR_TELEMETRY_ENABLED, os.environ['RAY_USAGE_STATS_ENABLED'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.stdout.split() == ["0", "0"], out.stderr

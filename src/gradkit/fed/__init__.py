@@ -11,13 +11,26 @@
   a child process, telemetry off, every wait bounded.
 
 See ``docs/fed.md``. Importing this package imports neither Flower nor pandas; the names below
-are loaded on first use.
+are loaded on first use. It does set defaults (``os.environ.setdefault``, so an explicit user
+setting wins) that keep Flower and Ray off the network when they are imported later:
+``FLWR_TELEMETRY_ENABLED=0``, ``FLWR_DISABLE_UPDATE_CHECK=1``, ``FLWR_TRACING_ENABLED=0``,
+``RAY_USAGE_STATS_ENABLED=0``. (Flower reads them at import time; the child process of
+:func:`run_federated` always sets them.)
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+for _key, _value in (
+    ("FLWR_TELEMETRY_ENABLED", "0"),
+    ("FLWR_DISABLE_UPDATE_CHECK", "1"),
+    ("FLWR_TRACING_ENABLED", "0"),
+    ("RAY_USAGE_STATS_ENABLED", "0"),
+):
+    os.environ.setdefault(_key, _value)
 
 __all__ = [
     "METHODS",
