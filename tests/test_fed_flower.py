@@ -33,6 +33,8 @@ EXPERIMENTS = [
         min_replies=1,
     ),
     Experiment("wrong_method", "fedavg", rounds=1, malformed={3: "method"}),
+    # last, so that the late reply cannot delay another experiment's round
+    Experiment("slow", "fedavg", rounds=1, slow={3: 6.0}, round_timeout=2.0),
 ]
 
 
@@ -133,6 +135,15 @@ def test_malformed_payloads_rejected(run: dict) -> None:
     w = _exp(run, "wrong_method")["rounds"][0]
     assert w["ok"] == 3 and w["failed"] == 1
     assert "float32 payload keys ['payload']" in w["failures"][0]
+
+
+def test_round_timeout_counts_missing_replies(run: dict) -> None:
+    e = _exp(run, "slow")
+    assert e["error"] is None
+    (r,) = e["rounds"]
+    assert r["sent"] == 4 and r["ok"] == 3 and r["failed"] == 1 and 3 not in r["partitions"]
+    assert r["failures"] == ["no reply within 2 s"]
+    assert e["seconds"] < 6.0  # the server did not wait for the slow client
 
 
 def test_run_federated_argument_errors() -> None:

@@ -24,6 +24,7 @@ rounds) under ``"ef:<experiment>"``, with the number of rounds it has been carri
 from __future__ import annotations
 
 import json
+import time
 import zlib
 from typing import Any
 
@@ -78,6 +79,9 @@ def train(msg: Message, context: Any) -> Message:
         if not rounds or server_round in rounds:
             raise RuntimeError(f"injected client failure (partition {pid}, round {server_round})")
 
+    delay = json.loads(str(conf["slow"])).get(str(pid))
+    if delay:
+        time.sleep(float(delay))
     clients, n_features, n_classes = federated_data(cfg)
     data = clients[pid]
     model = build_mlp(n_features, n_classes, cfg.hidden, cfg.model_seed)

@@ -158,6 +158,9 @@ class Experiment:
         min_replies: fewest valid replies a round needs; fewer → the round fails with
             :class:`~gradkit.fed.strategy.FedRoundError`.
         client_lr, server_lr: override :class:`FedConfig`'s values for this experiment.
+        slow: partition id → seconds the client sleeps before replying (to exercise the round
+            timeout).
+        round_timeout: overrides ``FedConfig.round_timeout`` for this experiment.
         seed: added to ``FedConfig.model_seed`` (initial model) and to the clients' minibatch
             seeds; the data and the partition stay those of ``FedConfig.data_seed``.
     """
@@ -175,9 +178,11 @@ class Experiment:
     client_lr: float | None = None
     server_lr: float | None = None
     seed: int = 0
+    slow: Mapping[int, float] = field(default_factory=dict)
+    round_timeout: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("client_lr", "server_lr"):
+        for name in ("client_lr", "server_lr", "round_timeout"):
             value = getattr(self, name)
             if value is not None and not (np.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
@@ -200,6 +205,7 @@ class Experiment:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["malformed"] = {str(k): v for k, v in self.malformed.items()}
+        out["slow"] = {str(k): float(v) for k, v in self.slow.items()}
         return out
 
     @classmethod
@@ -208,6 +214,7 @@ class Experiment:
         for key in ("attackers", "fail_partitions", "fail_rounds"):
             d[key] = tuple(int(v) for v in d.get(key, ()))
         d["malformed"] = {int(k): str(v) for k, v in d.get("malformed", {}).items()}
+        d["slow"] = {int(k): float(v) for k, v in d.get("slow", {}).items()}
         return cls(**d)
 
     def to_config(self) -> dict[str, Any]:
@@ -222,6 +229,7 @@ class Experiment:
             "fail-rounds": json.dumps(list(self.fail_rounds)),
             "malformed": json.dumps({str(k): v for k, v in self.malformed.items()}),
             "seed": int(self.seed),
+            "slow": json.dumps({str(k): float(v) for k, v in self.slow.items()}),
             "client-lr": -1.0 if self.client_lr is None else float(self.client_lr),
         }
 

@@ -127,7 +127,7 @@ def make_server_app(
                     grid=grid,
                     initial_arrays=ArrayRecord({f"w{i}": Array(w) for i, w in enumerate(initial)}),
                     num_rounds=exp.rounds,
-                    timeout=cfg.round_timeout,
+                    timeout=strategy.round_timeout,
                     evaluate_fn=evaluate,
                 )
             except Exception as err:  # recorded; the next experiment still runs

@@ -103,6 +103,7 @@ class EdgeDetectStrategy(FedAvg):
             raise ValueError(f"method {experiment.method!r} needs a key_holder")
         self.key_holder = key_holder
         self.history: list[dict[str, Any]] = []
+        self.round_timeout = experiment.round_timeout or cfg.round_timeout
         self._weights: list[np.ndarray] = []
         self._sent = 0
         self._downlink = 0
@@ -213,7 +214,7 @@ class EdgeDetectStrategy(FedAvg):
                 )
             )
         missing = self._sent - len(replies)
-        failures += [f"no reply within {self.cfg.round_timeout:g} s"] * max(missing, 0)
+        failures += [f"no reply within {self.round_timeout:g} s"] * max(missing, 0)
         entry: dict[str, Any] = {
             "round": server_round,
             "sent": self._sent,
