@@ -268,6 +268,23 @@ def test_aro_rotates_the_smaller_side_by_default() -> None:
     assert inside(w.detach() - before) > 0.95
 
 
+def test_aro_keeps_float32_rotation_for_bf16_params_through_a_checkpoint() -> None:
+    gen = _gen(20)
+    w = nn.Parameter(torch.randn(4, 8, generator=gen).to(torch.bfloat16))
+    opt = ARO([w], lr=0.01)
+    for _ in range(2):
+        w.grad = torch.randn(4, 8, generator=gen).to(torch.bfloat16)
+        opt.step()
+    rotation = opt.state[w]["rotation"]
+    assert rotation.dtype == torch.float32
+    assert opt.state[w]["momentum_buffer"].dtype == torch.bfloat16
+    twin = nn.Parameter(w.detach().clone())
+    other = ARO([twin], lr=0.01)
+    other.load_state_dict(opt.state_dict())
+    assert other.state[twin]["rotation"].dtype == torch.float32
+    assert torch.equal(other.state[twin]["rotation"], rotation)
+
+
 def test_aro_columns_rotation_acts_on_the_transpose() -> None:
     gen = _gen(13)
     w1 = nn.Parameter(torch.randn(12, 4, generator=gen, dtype=F64))

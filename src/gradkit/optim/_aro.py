@@ -355,6 +355,24 @@ class ARO(MatrixOptimizer):
         )
         super().__init__(params, defaults)
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a checkpoint, keeping each rotation in float32 (float64 for float64 params).
+
+        ``torch.optim.Optimizer.load_state_dict`` casts floating state to the param's dtype,
+        which would turn the rotation of a bf16/fp16 param into bf16/fp16."""
+        rotations = {}
+        for group_index, group in enumerate(state_dict["param_groups"]):
+            for position, key in enumerate(group["params"]):
+                entry = state_dict["state"].get(key, {})
+                if "rotation" in entry:
+                    rotations[group_index, position] = entry["rotation"]
+        super().load_state_dict(state_dict)
+        for (group_index, position), rotation in rotations.items():
+            param = self.param_groups[group_index]["params"][position]
+            self.state[param]["rotation"] = rotation.to(
+                device=param.device, dtype=compute_dtype(param.dtype)
+            )
+
     def _init_state(self, param: torch.Tensor, group: Mapping[str, Any]) -> dict[str, Any]:
         if not group["use_matrix_update"]:
             return super()._init_state(param, group)
