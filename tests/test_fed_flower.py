@@ -23,6 +23,8 @@ EXPERIMENTS = [
     Experiment("fp32", "fedavg", rounds=ROUNDS),
     Experiment("ef", "edgedetect_ef", rounds=ROUNDS),
     Experiment("he", "edgedetect_ef_he", rounds=2),
+    Experiment("mean_a", "signsgd_ef", rounds=ROUNDS),
+    Experiment("mean_b", "signsgd_ef", rounds=ROUNDS),
     Experiment("raise", "edgedetect_ef", rounds=2, fail_partitions=(1,), fail_rounds=(2,)),
     Experiment("below", "fedavg", rounds=2, fail_partitions=(0, 1, 2), min_replies=2),
     Experiment(
@@ -105,6 +107,13 @@ def test_paillier_run_equals_plaintext_run(run: dict) -> None:
     he, ef = _exp(run, "he")["rounds"], _exp(run, "ef")["rounds"]
     for a, b in zip(he, ef[:2], strict=False):
         assert a["accuracy"] == b["accuracy"] and a["per_class_f1"] == b["per_class_f1"]
+
+
+def test_mean_rule_is_deterministic_whatever_the_reply_order(run: dict) -> None:
+    # replies arrive in Ray completion order; the strategy sums them in partition order
+    a, b = _exp(run, "mean_a")["rounds"], _exp(run, "mean_b")["rounds"]
+    assert [r["per_class_f1"] for r in a] == [r["per_class_f1"] for r in b]
+    assert [r["train_loss"] for r in a] == [r["train_loss"] for r in b]
 
 
 def test_raising_client_is_recorded_and_round_proceeds(run: dict) -> None:

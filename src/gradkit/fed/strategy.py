@@ -213,6 +213,9 @@ class EdgeDetectStrategy(FedAvg):
                     tree_bytes(msg.content),
                 )
             )
+        # Aggregate in partition order: Ray returns replies in completion order, and the
+        # float32 sums of the "mean" rule depend on the order (majority vote does not).
+        valid.sort(key=lambda v: v[1].get("partition-id", 0.0))
         missing = self._sent - len(replies)
         failures += [f"no reply within {self.round_timeout:g} s"] * max(missing, 0)
         entry: dict[str, Any] = {
