@@ -244,7 +244,9 @@ def aro(
     """Functional ARO update of ≥2-D ``params`` (see :class:`ARO`), in place.
 
     ``impl="fused"`` compiles the per-matrix loop (the QR stays a library call inside the
-    graph); ``"forloop"`` and ``"foreach"`` are the same eager per-matrix loop.
+    graph); ``"forloop"`` and ``"foreach"`` are the same eager per-matrix loop. The time is in
+    the matmuls and the QR, so on CPU ``fused`` showed no consistent gain over ``foreach`` (the
+    default) in ``benchmarks/step_time.py`` on a loaded 2-core machine.
     """
     options = dict(
         base=base,

@@ -195,7 +195,9 @@ def swan(
     """Functional SWAN update of ≥2-D ``params`` (see :class:`SWAN`), in place.
 
     ``impl="fused"`` compiles the per-matrix loop into one graph; ``"forloop"`` and
-    ``"foreach"`` are the same eager per-matrix loop.
+    ``"foreach"`` are the same eager per-matrix loop. The time is in the Newton–Schulz matmuls,
+    which the compiled graph still hands to BLAS, so on CPU ``fused`` showed no consistent gain
+    over ``foreach`` (the default) in ``benchmarks/step_time.py`` on a loaded 2-core machine.
     """
     if impl == "fused" and params:
         like = params[0]
