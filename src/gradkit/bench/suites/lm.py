@@ -255,49 +255,28 @@ def _missing(results: BenchResults, methods: Sequence[str]) -> list[str]:
     return out
 
 
-def lower_loss_verdict(
-    results: BenchResults, method: str, baseline: str, claim: str, paper: str
+def loss_verdict(
+    results: BenchResults,
+    method: str,
+    baseline: str,
+    claim: str,
+    paper: str,
+    *,
+    strictly: bool = True,
 ) -> Verdict:
-    """Verdict on "``method``'s validation loss is lower than ``baseline``'s" (best lr each)."""
+    """Verdict on "``method``'s validation loss is lower than ``baseline``'s" (each at its best
+    lr): strictly lower beyond noise (``strictly=True``, :func:`verdict_less`) or not worse
+    within noise (``strictly=False``, :func:`verdict_not_worse`)."""
     missing = _missing(results, [method, baseline])
     if missing:
         return not_run(claim, paper, missing, (TASK,))
     va, a = best_values(results, method)
     vb, b = best_values(results, baseline)
-    return verdict_less(
-        claim,
-        paper,
-        _show(method, va),
-        a,
-        _show(baseline, vb),
-        b,
-        quantity="validation loss",
-        atol=VAL_ATOL,
-        tasks=(TASK,),
-    )
-
-
-def not_worse_loss_verdict(
-    results: BenchResults, method: str, baseline: str, claim: str, paper: str
-) -> Verdict:
-    """Verdict on "``method``'s validation loss is at most ``baseline``'s, within noise"."""
-    missing = _missing(results, [method, baseline])
-    if missing:
-        return not_run(claim, paper, missing, (TASK,))
-    va, a = best_values(results, method)
-    vb, b = best_values(results, baseline)
-    return verdict_not_worse(
-        claim,
-        paper,
-        _show(method, va),
-        a,
-        _show(baseline, vb),
-        b,
-        quantity="validation loss",
-        atol=VAL_ATOL,
-        higher_is_better=False,
-        tasks=(TASK,),
-    )
+    names = (_show(method, va), a, _show(baseline, vb), b)
+    common: dict[str, Any] = {"quantity": "validation loss", "atol": VAL_ATOL, "tasks": (TASK,)}
+    if strictly:
+        return verdict_less(claim, paper, *names, **common)
+    return verdict_not_worse(claim, paper, *names, higher_is_better=False, **common)
 
 
 def stateless_verdict(results: BenchResults, method: str, paper: str) -> Verdict:
@@ -311,7 +290,7 @@ def stateless_verdict(results: BenchResults, method: str, paper: str) -> Verdict
     missing = _missing(results, [method, "adamw"])
     if missing:
         return not_run(claim, paper, missing, (TASK,))
-    loss = not_worse_loss_verdict(results, method, "adamw", claim, paper)
+    loss = loss_verdict(results, method, "adamw", claim, paper, strictly=False)
     va, mem_a = best_values(results, method, "opt_state_mib")
     vb, mem_b = best_values(results, "adamw", "opt_state_mib")
     memory = verdict_less(
@@ -404,28 +383,29 @@ def lm_verdicts(results: BenchResults) -> list[Verdict]:
         stateless_verdict(results, "swan", SWAN_PAPER),
         stateless_verdict(results, "sinkgd", SINKGD_PAPER),
         sophia_steps_verdict(results),
-        not_worse_loss_verdict(
+        loss_verdict(
             results,
             "aro",
             "sinkgd",
             "ARO-Sinkhorn reaches a validation loss ≤ SinkGD's (within noise)",
             ARO_PAPER,
+            strictly=False,
         ),
-        lower_loss_verdict(
+        loss_verdict(
             results,
             "aro",
             "adamw",
             "ARO-Sinkhorn reaches a lower validation loss than AdamW at the same budget",
             ARO_PAPER,
         ),
-        lower_loss_verdict(
+        loss_verdict(
             results,
             "aro",
             "muon",
             "ARO-Sinkhorn reaches a lower validation loss than Muon at the same budget",
             ARO_PAPER,
         ),
-        lower_loss_verdict(
+        loss_verdict(
             results,
             "muon",
             "adamw",
