@@ -96,9 +96,16 @@ def plot_task(results: BenchResults, task: str, path: Path) -> Path:
     1e-16) on a log scale. Otherwise: log scale when all values are positive, symmetric-log
     else. A band shows min–max over seeds; curves of stochastic tasks are smoothed with a
     moving average.
+
+    A results object may draw its own plot for a task: if it has a method
+    ``draw_task_plot(task, path) -> bool`` that returns ``True``, that plot is used (the ``mtl``
+    suite draws trajectories over contours, the ``fed`` suite accuracy per round).
     """
     from matplotlib.figure import Figure
 
+    draw = getattr(results, "draw_task_plot", None)
+    if draw is not None and draw(task, path):
+        return path
     info = results.tasks.get(task)
     curves = task_curves(results, task)
     held_out = task_eval_curves(results, task)

@@ -189,12 +189,6 @@ class FedResults(BenchResults):
         return True
 
 
-def _install_plot_hook() -> None:
-    from gradkit.bench.suites import mtl  # its hook lets results objects draw their own plots
-
-    mtl._install_plot_hook()
-
-
 # -- the suite ----------------------------------------------------------------------------------
 
 
@@ -595,8 +589,6 @@ def fed_verdicts(results: BenchResults) -> list[Verdict]:
         )
     return out
 
-
-_install_plot_hook()
 
 SUITE = FedSuite(
     name="fed",

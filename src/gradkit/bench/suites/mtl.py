@@ -16,11 +16,9 @@ Two things the shared bench engine does not offer, worked around here:
   overrides ``run`` to resolve aggregator names instead (each method is a
   :class:`~gradkit.bench.methods.Method` with ``cls=torch.optim.Adam``, so the shared runner,
   seeding, records and report work unchanged).
-* The report writer draws only loss curves. :class:`MTLResults` keeps the toy trajectories in
-  memory and has a ``draw_task_plot`` method; importing this module wraps
-  ``gradkit.bench.plots.plot_task`` once so that results objects with such a method draw their
-  own plot (all other results are drawn exactly as before). For the toy tasks the plot is the
-  trajectories of every method over the loss contours.
+* :class:`MTLResults` keeps the toy trajectories in memory and has a ``draw_task_plot`` method,
+  which :func:`gradkit.bench.plots.plot_task` uses when it returns ``True``. For the toy tasks
+  the plot is the trajectories of every method over the loss contours.
 """
 
 from __future__ import annotations
@@ -118,28 +116,6 @@ class MTLResults(BenchResults):
                 runs[method] = (traj, recs[0])
         plot_trajectories(TOY_SETTINGS[task], runs, path, title=f"{self.settings.suite} / {task}")
         return True
-
-
-def _install_plot_hook() -> None:
-    """Let results objects with a ``draw_task_plot`` method draw their own task plots."""
-    import gradkit.bench.plots as plots
-
-    if getattr(plots.plot_task, "_delegates_to_results", False):
-        return
-    original = plots.plot_task
-
-    def plot_task(results: BenchResults, task: str, path: Path) -> Path:
-        draw = getattr(results, "draw_task_plot", None)
-        if draw is not None and draw(task, path):
-            return path
-        return original(results, task, path)
-
-    plot_task.__doc__ = original.__doc__
-    plot_task._delegates_to_results = True  # type: ignore[attr-defined]
-    plots.plot_task = plot_task
-
-
-_install_plot_hook()
 
 
 # -- the suite ----------------------------------------------------------------------------------
