@@ -141,3 +141,24 @@ def test_cli_smoke_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     report = (out / "report.md").read_text()
     assert "## Verdicts" in report and "fedavg+labelflip" in report
     assert set(SCENARIOS) >= set(methods.split(","))
+
+
+def test_missing_flower_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without the ``fed`` extra the suite stops before starting a simulation, exit code 1."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name: str, *args: object, **kwargs: object) -> object:
+        return None if name in ("flwr", "gmpy2") else real_find_spec(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    code = main(
+        ["bench", "--suite", "fed", "--smoke", "--no-progress", "--out", str(tmp_path / "r")]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "flwr" in err and "gmpy2" in err and "pip install 'gradkit[fed]'" in err
+    assert not (tmp_path / "r").exists()

@@ -57,6 +57,19 @@ class FedRunError(RuntimeError):
     """The simulation process failed, timed out, or wrote no results."""
 
 
+def _require(*, secure: bool) -> None:
+    """Raise a clear ``ImportError`` before starting the child when a dependency is missing."""
+    import importlib.util
+
+    needed = ["flwr", "ray", "pandas"] + (["phe", "gmpy2"] if secure else [])
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(
+            f"gradkit.fed needs {', '.join(missing)} (Flower's simulation engine"
+            f"{' and Paillier' if secure else ''}): pip install 'gradkit[fed]'"
+        )
+
+
 def run_federated(
     cfg: FedConfig,
     experiments: Sequence[Experiment],
@@ -85,6 +98,8 @@ def run_federated(
         plus ``accuracy``, ``macro_f1``, ``minority_f1`` and ``per_class_f1``.
 
     Raises:
+        ImportError: Flower, Ray or pandas (or, for a secure experiment, phe/gmpy2) is not
+            installed; the message names them and ``pip install 'gradkit[fed]'``.
         ValueError: no experiments, or duplicate names.
         FedRunError: the child failed or exceeded ``timeout`` (the message quotes the end of
             its log).
@@ -96,6 +111,7 @@ def run_federated(
         raise ValueError(f"experiment names must be unique, got {names}")
     if not timeout > 0:
         raise ValueError(f"timeout must be positive, got {timeout}")
+    _require(secure=any(e.spec.secure for e in experiments))
     with tempfile.TemporaryDirectory(prefix="gradkit-fed-") as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(
