@@ -3,7 +3,7 @@
 Parameter set (transformer-like): 12 × 1024² + 24 × 1024 fp32 params, ``torch.set_num_threads(2)``.
 For every gradkit optimizer, foreach and fused (``torch.compile``), beside ``torch.optim.AdamW``
 (foreach, fused, and ``torch.compile(step)``) and pytorch_optimizer's DiffGrad, AdaBelief, AdamP
-and SGDP; plus a BatchNorm-preceded, scale-invariant case (gradients orthogonal to each weight
+and SGDP, and sophia-opt's SophiaG (the official code; the curvature refresh is not timed); plus a BatchNorm-preceded, scale-invariant case (gradients orthogonal to each weight
 row) in which AdamP's projection branch fires and is timed.
 
 Usage::
@@ -211,8 +211,9 @@ def swan_accuracy(smoke: bool) -> list[tuple[str, str, float, float]]:
 
 def cases(smoke: bool, nonfinite: str = "raise") -> list[Case]:
     import pytorch_optimizer as po
+    import sophia_opt
 
-    from gradkit.optim import SGDP, AdaBelief, AdamP, DiffGrad
+    from gradkit.optim import SGDP, AdaBelief, AdamP, DiffGrad, SophiaG
 
     torch_cases = [
         Case("torch AdamW foreach", lambda p: torch.optim.AdamW(p, lr=1e-3, foreach=True)),
@@ -230,19 +231,23 @@ def cases(smoke: bool, nonfinite: str = "raise") -> list[Case]:
         "SGDP": lambda p, **k: SGDP(
             p, lr=1e-2, momentum=0.9, weight_decay=1e-5, nonfinite=nonfinite, **k
         ),
+        "SophiaG": lambda p, **k: SophiaG(p, lr=1e-4, nonfinite=nonfinite, **k),
     }
     theirs = {
         "DiffGrad": lambda p: po.DiffGrad(p, lr=1e-3),
         "AdaBelief": lambda p: po.AdaBelief(p, lr=1e-3),
         "AdamP": lambda p: po.AdamP(p, lr=1e-3, weight_decay=1e-2),
         "SGDP": lambda p: po.SGDP(p, lr=1e-2, momentum=0.9, weight_decay=1e-5),
+        "SophiaG": lambda p: sophia_opt.SophiaG(p, lr=1e-4),
     }
+    #: Where the reference is not pytorch_optimizer's.
+    their_labels = {"SophiaG": "sophia_opt SophiaG (official code)"}
     result = list(torch_cases)
     impls = [("foreach", {"foreach": True})] + ([] if smoke else [("fused", {"fused": True})])
     for name, make in ours.items():
         for impl, kwargs in impls:
             result.append(Case(f"gradkit {name} {impl}", lambda p, m=make, k=kwargs: m(p, **k)))
-        result.append(Case(f"pytorch_optimizer {name}", theirs[name]))
+        result.append(Case(their_labels.get(name, f"pytorch_optimizer {name}"), theirs[name]))
     for impl, kwargs in impls:
         result.append(
             Case(
