@@ -153,9 +153,12 @@ def test_pickle_drops_the_process_group() -> None:
 def test_loaded_sizes_are_checked() -> None:
     state = SignCompressionState()
     state.load_state_dict(_filled_state().state_dict())
-    state._number([torch.zeros(3)])
+    # Parameters are numbered by identity, so keep both alive: a freed tensor's id can be
+    # reused by the next one, which would then count as already seen.
+    first, second = torch.zeros(3), torch.zeros(5)
+    state._number([first])
     with pytest.raises(ValueError, match=r"parameter #1 has 5 elements .* recorded 4"):
-        state._number([torch.zeros(5)])
+        state._number([second])
     bad = _filled_state().state_dict()
     bad["residuals"][1] = torch.zeros(9)
     with pytest.raises(ValueError, match=r"residual #1 with 9 elements"):
