@@ -97,7 +97,7 @@ import torch
 
 from gradkit.optim import _validation as check
 from gradkit.optim._base import ParamsT
-from gradkit.optim._compile import compiled_step, scalar_tensor
+from gradkit.optim._compile import compiled_kernel_loop, for_each_tensor, scalar_tensor
 from gradkit.optim._matrix_base import MatrixOptimizer
 from gradkit.transforms._matrix import compute_dtype, orthogonal_qr, sr_sinkhorn
 
@@ -196,31 +196,7 @@ def _aro_kernel(
     param.sub_((direction * lr).reshape(param.shape).to(param.dtype))
 
 
-def _loop(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    momentum_buffers: list[torch.Tensor],
-    rotations: list[torch.Tensor],
-    lr: Scalar,
-    weight_decay: Scalar,
-    momentum: Scalar,
-    options: dict[str, Any],
-) -> None:
-    for i in range(len(params)):
-        if params[i].numel():
-            _aro_kernel(
-                params[i],
-                grads[i],
-                momentum_buffers[i],
-                rotations[i],
-                lr=lr,
-                weight_decay=weight_decay,
-                momentum=momentum,
-                **options,
-            )
-
-
-_compiled_loop = compiled_step("ARO", _loop, _loop)
+_compiled_loop = compiled_kernel_loop("ARO", _aro_kernel, skip_empty=True)
 
 
 def aro(
@@ -257,20 +233,20 @@ def aro(
         rotate=rotate,
         maximize=maximize,
     )
-    if impl == "fused" and params:
-        like = params[0]
-        _compiled_loop(
-            params,
-            grads,
-            momentum_buffers,
-            rotations,
-            scalar_tensor(lr, like),
-            scalar_tensor(weight_decay, like),
-            scalar_tensor(momentum, like),
-            options,
-        )
+    if not params:
         return
-    _loop(params, grads, momentum_buffers, rotations, float(lr), weight_decay, momentum, options)
+    lists = [params, grads, momentum_buffers, rotations]
+    if impl == "fused":
+        like = params[0]
+        hyper: dict[str, Any] = {
+            "lr": scalar_tensor(lr, like),
+            "weight_decay": scalar_tensor(weight_decay, like),
+            "momentum": scalar_tensor(momentum, like),
+        }
+        _compiled_loop(lists, {**hyper, **options})
+        return
+    hyper = {"lr": float(lr), "weight_decay": weight_decay, "momentum": momentum}
+    for_each_tensor(_aro_kernel, lists, {**hyper, **options}, skip_empty=True)
 
 
 class ARO(MatrixOptimizer):

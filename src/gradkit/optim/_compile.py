@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
-__all__ = ["compiled_step", "scalar_tensor"]
+__all__ = ["compiled_kernel_loop", "compiled_step", "for_each_tensor", "scalar_tensor"]
 
 _FALLBACK: set[str] = set()
 
@@ -78,6 +78,43 @@ def compiled_step(
     return run
 
 
+def for_each_tensor(
+    kernel: Callable[..., None],
+    lists: Sequence[list[torch.Tensor]],
+    scalars: dict[str, Any],
+    *,
+    skip_empty: bool = False,
+) -> None:
+    """Call ``kernel(*(lst[i] for lst in lists), **scalars)`` for every index ``i``.
+
+    ``lists`` are parallel lists (params, grads, state tensors); ``scalars`` are the keyword
+    arguments every call shares (floats, 0-d tensors, flags). With ``skip_empty`` an index whose
+    first tensor has no elements is skipped.
+    """
+    for i in range(len(lists[0])):
+        if skip_empty and lists[0][i].numel() == 0:
+            continue
+        kernel(*(lst[i] for lst in lists), **scalars)
+
+
+def compiled_kernel_loop(
+    name: str, kernel: Callable[..., None], *, skip_empty: bool = False
+) -> Callable[[Sequence[list[torch.Tensor]], dict[str, Any]], None]:
+    """The fused step of a per-tensor ``kernel``: :func:`for_each_tensor` compiled into one
+    graph by :func:`compiled_step` (the same loop, eager, is the fall-back).
+
+    Call it as ``loop([params, grads, ...], {"lr": lr_tensor, "maximize": False, ...})``; pass
+    hyper-parameters that schedulers change as 0-d tensors (:func:`scalar_tensor`) so that a new
+    value does not recompile.
+    """
+
+    def loop(lists: Sequence[list[torch.Tensor]], scalars: dict[str, Any]) -> None:
+        for_each_tensor(kernel, lists, scalars, skip_empty=skip_empty)
+
+    loop.__name__ = f"{name.lower()}_kernel_loop"
+    return compiled_step(name, loop, loop)
+
+
 def _lift_0d(arg: Any) -> Any:
     """Pass 0-d tensors in a list as 1-element views.
 
@@ -85,6 +122,8 @@ def _lift_0d(arg: Any) -> Any:
     inside a list (the update is computed but never written back), so a 0-d param or its state
     would silently stay put. A ``view(1)`` shares the storage, so the update lands.
     """
+    if isinstance(arg, list | tuple) and arg and all(isinstance(t, list) for t in arg):
+        return [_lift_0d(t) for t in arg]  # parallel lists (compiled_kernel_loop)
     if isinstance(arg, list) and any(isinstance(t, torch.Tensor) and t.ndim == 0 for t in arg):
         return [t.view(1) if isinstance(t, torch.Tensor) and t.ndim == 0 else t for t in arg]
     return arg

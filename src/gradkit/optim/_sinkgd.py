@@ -57,7 +57,7 @@ import torch
 
 from gradkit.optim import _validation as check
 from gradkit.optim._base import ParamsT
-from gradkit.optim._compile import compiled_step, scalar_tensor
+from gradkit.optim._compile import compiled_kernel_loop, for_each_tensor, scalar_tensor
 from gradkit.optim._matrix_base import MatrixOptimizer
 from gradkit.transforms._matrix import sr_sinkhorn, sr_sinkhorn_factored
 
@@ -85,31 +85,7 @@ def _sinkgd_kernel(
     param.sub_((direction * lr).reshape(param.shape).to(param.dtype))
 
 
-def _loop(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    lr: Scalar,
-    weight_decay: Scalar,
-    iters: int,
-    eps: float,
-    maximize: bool,
-    factored: bool = False,
-) -> None:
-    for i in range(len(params)):
-        if params[i].numel():
-            _sinkgd_kernel(
-                params[i],
-                grads[i],
-                lr=lr,
-                weight_decay=weight_decay,
-                iters=iters,
-                eps=eps,
-                maximize=maximize,
-                factored=factored,
-            )
-
-
-_compiled_loop = compiled_step("SinkGD", _loop, _loop)
+_compiled_loop = compiled_kernel_loop("SinkGD", _sinkgd_kernel, skip_empty=True)
 
 
 def sinkgd(
@@ -133,20 +109,19 @@ def sinkgd(
     (on 2 CPU threads about 5× faster than compiling the written-out normalisations, which
     cannot fuse a normalisation into the next reduction).
     """
-    if impl == "fused" and params:
-        like = params[0]
-        _compiled_loop(
-            params,
-            grads,
-            scalar_tensor(lr, like),
-            scalar_tensor(weight_decay, like),
-            sinkhorn_iters,
-            eps,
-            maximize,
-            True,
-        )
+    if not params:
         return
-    _loop(params, grads, float(lr), weight_decay, sinkhorn_iters, eps, maximize, impl == "foreach")
+    options = dict(iters=sinkhorn_iters, eps=eps, maximize=maximize)
+    if impl == "fused":
+        like = params[0]
+        hyper: dict[str, Any] = {
+            "lr": scalar_tensor(lr, like),
+            "weight_decay": scalar_tensor(weight_decay, like),
+        }
+        _compiled_loop([params, grads], {**hyper, **options, "factored": True})
+        return
+    hyper = {"lr": float(lr), "weight_decay": weight_decay, "factored": impl == "foreach"}
+    for_each_tensor(_sinkgd_kernel, [params, grads], {**hyper, **options}, skip_empty=True)
 
 
 class SinkGD(MatrixOptimizer):

@@ -90,7 +90,7 @@ import torch
 
 from gradkit.optim import _validation as check
 from gradkit.optim._base import GradkitOptimizer, NonFiniteGradientError, ParamsT
-from gradkit.optim._compile import compiled_step, scalar_tensor
+from gradkit.optim._compile import compiled_kernel_loop, for_each_tensor, scalar_tensor
 from gradkit.optim._foreach import foreach_chunks
 from gradkit.transforms._hessian import gnb_gradient, hutchinson_diagonal, hutchinson_from_grads
 
@@ -136,28 +136,6 @@ def _sophia_kernel(
         param.sub_(exp_avg.sign() * ratio * lr)
 
 
-def _single_tensor_sophia(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    exp_avgs: list[torch.Tensor],
-    hessians: list[torch.Tensor],
-    *,
-    lr: float,
-    beta1: float,
-    scale: float,
-    eps: float,
-    weight_decay: float,
-    maximize: bool,
-    guard: bool,
-) -> None:
-    for i, param in enumerate(params):
-        _sophia_kernel(
-            param, grads[i], exp_avgs[i], hessians[i],
-            lr=lr, beta1=beta1, scale=scale, eps=eps, weight_decay=weight_decay,
-            decay=weight_decay != 0, maximize=maximize, guard=guard,
-        )  # fmt: skip
-
-
 def _multi_tensor_sophia(
     params: list[torch.Tensor],
     grads: list[torch.Tensor],
@@ -197,29 +175,7 @@ def _multi_tensor_sophia(
             torch._foreach_sub_(p, ratio)
 
 
-def _fused_loop(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    exp_avgs: list[torch.Tensor],
-    hessians: list[torch.Tensor],
-    lr: torch.Tensor,
-    beta1: torch.Tensor,
-    scale: torch.Tensor,
-    eps: torch.Tensor,
-    weight_decay: torch.Tensor,
-    decay: bool,
-    maximize: bool,
-    guard: bool,
-) -> None:
-    for i in range(len(params)):
-        _sophia_kernel(
-            params[i], grads[i], exp_avgs[i], hessians[i],
-            lr=lr, beta1=beta1, scale=scale, eps=eps, weight_decay=weight_decay,
-            decay=decay, maximize=maximize, guard=guard,
-        )  # fmt: skip
-
-
-_compiled_loop = compiled_step("Sophia", _fused_loop, _fused_loop)
+_compiled_loop = compiled_kernel_loop("Sophia", _sophia_kernel)
 
 
 def _sophia(
@@ -241,21 +197,21 @@ def _sophia(
         raise ValueError(f"Invalid impl: {impl!r} (must be 'forloop', 'foreach' or 'fused')")
     if not params:
         return
+    lists = [params, grads, exp_avgs, hessians]
+    hyper = {"lr": lr, "beta1": beta1, "scale": scale, "eps": eps, "weight_decay": weight_decay}
+    flags = {"decay": weight_decay != 0, "maximize": maximize, "guard": guard}
     if impl == "fused":
         like = params[0]
-        _compiled_loop(
+        tensors = {name: scalar_tensor(value, like) for name, value in hyper.items()}
+        _compiled_loop(lists, {**tensors, **flags})
+    elif impl == "forloop":  # the reference
+        for_each_tensor(_sophia_kernel, lists, {**hyper, "lr": float(lr), **flags})
+    else:
+        _multi_tensor_sophia(
             params, grads, exp_avgs, hessians,
-            scalar_tensor(lr, like), scalar_tensor(beta1, like), scalar_tensor(scale, like),
-            scalar_tensor(eps, like), scalar_tensor(weight_decay, like),
-            weight_decay != 0, maximize, guard,
+            lr=float(lr), beta1=beta1, scale=scale, eps=eps, weight_decay=weight_decay,
+            maximize=maximize, guard=guard,
         )  # fmt: skip
-        return
-    fn = _single_tensor_sophia if impl == "forloop" else _multi_tensor_sophia
-    fn(
-        params, grads, exp_avgs, hessians,
-        lr=float(lr), beta1=beta1, scale=scale, eps=eps, weight_decay=weight_decay,
-        maximize=maximize, guard=guard,
-    )  # fmt: skip
 
 
 def sophiag(

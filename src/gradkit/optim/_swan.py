@@ -87,7 +87,7 @@ import torch
 
 from gradkit.optim import _validation as check
 from gradkit.optim._base import ParamsT
-from gradkit.optim._compile import compiled_step, scalar_tensor
+from gradkit.optim._compile import compiled_kernel_loop, for_each_tensor, scalar_tensor
 from gradkit.optim._matrix_base import MatrixOptimizer
 from gradkit.transforms._matrix import grad_norm, inverse_sqrt_newton_schulz, whiten_newton_schulz
 
@@ -150,33 +150,7 @@ def _swan_kernel(
     param.sub_((direction * lr).reshape(param.shape).to(param.dtype))
 
 
-def _loop(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    lr: Scalar,
-    weight_decay: Scalar,
-    ns_steps: int,
-    eps: float,
-    square: str,
-    rescale: bool,
-    maximize: bool,
-) -> None:
-    for i in range(len(params)):
-        if params[i].numel():
-            _swan_kernel(
-                params[i],
-                grads[i],
-                lr=lr,
-                weight_decay=weight_decay,
-                ns_steps=ns_steps,
-                eps=eps,
-                square=square,
-                rescale=rescale,
-                maximize=maximize,
-            )
-
-
-_compiled_loop = compiled_step("SWAN", _loop, _loop)
+_compiled_loop = compiled_kernel_loop("SWAN", _swan_kernel, skip_empty=True)
 
 
 def swan(
@@ -199,21 +173,19 @@ def swan(
     which the compiled graph still hands to BLAS, so on CPU ``fused`` showed no consistent gain
     over ``foreach`` (the default) in ``benchmarks/step_time.py`` on a loaded 2-core machine.
     """
-    if impl == "fused" and params:
-        like = params[0]
-        _compiled_loop(
-            params,
-            grads,
-            scalar_tensor(lr, like),
-            scalar_tensor(weight_decay, like),
-            ns_steps,
-            eps,
-            square,
-            rescale,
-            maximize,
-        )
+    if not params:
         return
-    _loop(params, grads, float(lr), weight_decay, ns_steps, eps, square, rescale, maximize)
+    options = dict(ns_steps=ns_steps, eps=eps, square=square, rescale=rescale, maximize=maximize)
+    if impl == "fused":
+        like = params[0]
+        hyper: dict[str, Any] = {
+            "lr": scalar_tensor(lr, like),
+            "weight_decay": scalar_tensor(weight_decay, like),
+        }
+        _compiled_loop([params, grads], {**hyper, **options})
+        return
+    hyper = {"lr": float(lr), "weight_decay": weight_decay}
+    for_each_tensor(_swan_kernel, [params, grads], {**hyper, **options}, skip_empty=True)
 
 
 class SWAN(MatrixOptimizer):
