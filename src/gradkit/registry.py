@@ -1,151 +1,159 @@
-"""The method registry: one entry per optimizer, with what the shared tests need.
+"""The method registry: one registry for every family.
 
-The registry is the single list that drives :func:`gradkit.testing.check_optimizer`
-(the conformance suite), ``gradkit list`` and ``gradkit bench``. Adding an optimizer means
-writing its module and adding one :class:`OptimizerSpec` here (see ``_builtin_specs``).
+Each family keeps its built-in entries next to its code (``gradkit/optim/_specs.py``,
+``gradkit/mtl/_specs.py``, ``gradkit/comm/_specs.py``); this module collects them. Spec classes
+live in the leaf module :mod:`gradkit._specs`, so the method modules never import this one: the
+registry sits above the families it lists, and an import only goes down.
+
+The registry drives the conformance suites (:func:`gradkit.testing.check_optimizer`,
+:func:`gradkit.testing.check_aggregator`), ``gradkit list`` and ``gradkit bench``. Adding a
+method means writing its module and adding one spec to its family's ``_specs.py``.
 
 Example:
-    >>> from gradkit.registry import get_optimizer, optimizer_names
-    >>> "diffgrad" in optimizer_names()
+    >>> from gradkit import registry
+    >>> "diffgrad" in registry.optimizer_names()
     True
-    >>> get_optimizer("adamp").cls.__name__
+    >>> registry.get_optimizer("adamp").cls.__name__
     'AdamP'
+    >>> registry.get("aggregator", "mgda").cls.__name__
+    'MGDA'
+    >>> registry.families()
+    ['optimizer', 'aggregator', 'compressor']
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import cast
 
-import torch
+from gradkit import _specs
+from gradkit._specs import (
+    IMPL_FLAGS,
+    AggregatorSpec,
+    CompressorSpec,
+    ErrorInput,
+    MethodSpec,
+    OptimizerSpec,
+    SearchSpace,
+)
+from gradkit.comm import _specs as comm_specs
+from gradkit.mtl import _specs as mtl_specs
+from gradkit.optim import _specs as optim_specs
 
 __all__ = [
+    "IMPL_FLAGS",
+    "AggregatorSpec",
+    "CompressorSpec",
     "ErrorInput",
+    "MethodSpec",
     "OptimizerSpec",
+    "SearchSpace",
+    "aggregator_names",
+    "families",
+    "get",
+    "get_aggregator",
     "get_optimizer",
+    "names",
     "optimizer_names",
     "register",
+    "specs",
 ]
 
-#: Flags that select an implementation. Configurations in the registry must never set them:
-#: the conformance suite toggles them itself.
-IMPL_FLAGS = ("foreach", "fused")
+#: family -> name -> spec, in registration order.
+_REGISTRY: dict[str, dict[str, MethodSpec]] = {}
+_SPEC_CLASSES: dict[str, type[MethodSpec]] = {
+    cls.family: cls for cls in (_specs.OptimizerSpec, _specs.AggregatorSpec, _specs.CompressorSpec)
+}
 
 
-@dataclass(frozen=True)
-class ErrorInput:
-    """A constructor call that must fail.
+def register(spec: MethodSpec) -> MethodSpec:
+    """Add ``spec`` to its family's registry and return it.
 
-    Attributes:
-        kwargs: keyword arguments passed to the optimizer (besides the params).
-        error: the exception type expected.
-        match: a regular expression the message must match.
+    Raises:
+        TypeError: ``spec`` is not a registry spec.
+        ValueError: the name is already registered in that family, or is not lower case, or
+            (optimizers) a config sets an impl flag.
     """
-
-    kwargs: dict[str, Any]
-    error: type[Exception] | tuple[type[Exception], ...]
-    match: str
-
-
-@dataclass(frozen=True)
-class OptimizerSpec:
-    """Metadata for one registered optimizer.
-
-    Attributes:
-        name: registry key, lower case (``"diffgrad"``).
-        cls: the optimizer class.
-        paper: citation shown by ``gradkit list``.
-        summary: one-line description.
-        configs: keyword-argument sets exercised by the conformance suite. The first one is the
-            "default" configuration. They never contain the impl flags ``foreach``/``fused``.
-        error_inputs: constructor calls that must raise, with the message regex.
-        hyperparams: names of scalar hyper-parameters (for the ``repr`` check).
-        supported_impls: which of ``"foreach"`` and ``"fused"`` the class accepts.
-        supports_complex: whether complex parameters are supported.
-        supports_sparse: whether sparse gradients are supported.
-        requires_closure: whether ``step`` needs a closure.
-        new_flags: constructor flags added after the first release; the conformance suite deletes
-            them from a saved state dict and checks that the checkpoint still loads.
-        hessian_refresh: for second-order methods, ``hook(optimizer, loss_fn)`` that refreshes
-            the curvature estimate; ``loss_fn()`` returns the current scalar loss with its
-            autograd graph (no backward run, ``.grad`` untouched). The conformance suite calls it
-            before every step (a curvature update every step, k = 1).
-        lr: a learning rate that makes the 20-step "goes right direction" check meaningful.
-        has_weight_decay: whether the class has a ``weight_decay`` hyper-parameter.
-        validates_group_overrides: whether hyper-parameters given per param group (and through
-            ``add_param_group``) are validated like constructor arguments (``torch.optim``'s
-            classes do not do this).
-        param_groups_fn: for optimizers that need their params routed into groups (the matrix
-            optimizers: ≥2-D params to the matrix rule, the rest to AdamW), a function mapping
-            what the suite would pass (a list of tensors or of group dicts) to the groups the
-            optimizer is built with, e.g. :func:`gradkit.optim.matrix_param_groups`. The suite
-            also routes the groups it adds with ``add_param_group``. ``None`` (default): params
-            are passed unchanged.
-    """
-
-    name: str
-    cls: type[torch.optim.Optimizer]
-    paper: str
-    summary: str
-    configs: Sequence[dict[str, Any]] = field(default_factory=lambda: [{}])
-    error_inputs: Sequence[ErrorInput] = ()
-    hyperparams: Sequence[str] = ("lr",)
-    supported_impls: tuple[str, ...] = ("foreach", "fused")
-    supports_complex: bool = False
-    supports_sparse: bool = False
-    requires_closure: bool = False
-    new_flags: tuple[str, ...] = ()
-    hessian_refresh: Callable[..., None] | None = None
-    lr: float = 1e-2
-    has_weight_decay: bool = True
-    validates_group_overrides: bool = True
-    param_groups_fn: Callable[[Any], list[dict[str, Any]]] | None = None
-
-
-_REGISTRY: dict[str, OptimizerSpec] = {}
-
-
-def register(spec: OptimizerSpec) -> OptimizerSpec:
-    """Add ``spec`` to the registry. Raises ``ValueError`` on a duplicate name or impl flag."""
-    if not isinstance(spec, OptimizerSpec):
-        raise TypeError(f"register expects an OptimizerSpec, got {type(spec).__name__}")
-    if spec.name in _REGISTRY:
-        raise ValueError(f"optimizer {spec.name!r} is already registered")
-    for config in spec.configs:
-        bad = [flag for flag in IMPL_FLAGS if flag in config]
-        if bad:
-            raise ValueError(
-                f"registry configs must not set impl flags {bad} (optimizer {spec.name!r})"
-            )
-    _REGISTRY[spec.name] = spec
+    if not isinstance(spec, MethodSpec) or type(spec) is MethodSpec:
+        raise TypeError(
+            "register expects an OptimizerSpec, AggregatorSpec or CompressorSpec, "
+            f"got {type(spec).__name__}"
+        )
+    family = _REGISTRY.setdefault(spec.family, {})
+    if spec.name != spec.name.lower() or not spec.name:
+        raise ValueError(f"registry names are lower case and non-empty, got {spec.name!r}")
+    if spec.name in family:
+        raise ValueError(f"{spec.family} {spec.name!r} is already registered")
+    if isinstance(spec, OptimizerSpec):
+        for config in spec.configs:
+            bad = [flag for flag in IMPL_FLAGS if flag in config]
+            if bad:
+                raise ValueError(
+                    f"registry configs must not set impl flags {bad} (optimizer {spec.name!r})"
+                )
+    family[spec.name] = spec
     return spec
 
 
-def _ensure_builtins() -> None:
-    if not _REGISTRY:
-        from gradkit.optim import _specs
+def families() -> list[str]:
+    """The registered families, in display order."""
+    return list(_REGISTRY)
 
-        for spec in _specs.builtin_specs():
-            register(spec)
+
+def _family(family: str) -> dict[str, MethodSpec]:
+    if not isinstance(family, str):
+        raise TypeError(f"family must be a str, got {type(family).__name__}")
+    if family not in _REGISTRY:
+        raise ValueError(f"unknown family {family!r}; known: {', '.join(_REGISTRY)}")
+    return _REGISTRY[family]
+
+
+def names(family: str) -> list[str]:
+    """Names registered in ``family``, in registration order."""
+    return list(_family(family))
+
+
+def specs(family: str) -> list[MethodSpec]:
+    """Specs registered in ``family``, in registration order."""
+    return list(_family(family).values())
+
+
+def get(family: str, name: str) -> MethodSpec:
+    """Look up ``name`` (case-insensitive) in ``family``.
+
+    Raises:
+        ValueError: unknown family or name; the message lists the known names.
+    """
+    entries = _family(family)
+    if not isinstance(name, str):
+        raise TypeError(f"{family} name must be a str, got {type(name).__name__}")
+    key = name.lower()
+    if key not in entries:
+        raise ValueError(f"unknown {family} {name!r}; known: {', '.join(entries)}")
+    return entries[key]
 
 
 def optimizer_names() -> list[str]:
     """Names of all registered optimizers, in registration order."""
-    _ensure_builtins()
-    return list(_REGISTRY)
+    return names("optimizer")
 
 
 def get_optimizer(name: str) -> OptimizerSpec:
-    """Look up a registered optimizer by name (case-insensitive).
+    """Look up a registered optimizer by name (case-insensitive)."""
+    return cast(OptimizerSpec, get("optimizer", name))
 
-    Raises:
-        ValueError: if ``name`` is not registered; the message lists the known names.
-    """
-    _ensure_builtins()
-    if not isinstance(name, str):
-        raise TypeError(f"optimizer name must be a str, got {type(name).__name__}")
-    key = name.lower()
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(_REGISTRY)}")
-    return _REGISTRY[key]
+
+def aggregator_names() -> list[str]:
+    """Names of all registered multi-task aggregators, in registration order."""
+    return names("aggregator")
+
+
+def get_aggregator(name: str) -> AggregatorSpec:
+    """Look up a registered aggregator by name (case-insensitive)."""
+    return cast(AggregatorSpec, get("aggregator", name))
+
+
+for _family_specs in (optim_specs, mtl_specs, comm_specs):
+    for _spec in _family_specs.builtin_specs():
+        register(_spec)
+for _name in _SPEC_CLASSES:
+    _REGISTRY.setdefault(_name, {})

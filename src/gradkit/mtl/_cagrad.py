@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from gradkit import _validation as check
 from gradkit.mtl._base import Aggregator
 from gradkit.mtl._gramian import combine
-from gradkit.optim import _validation as check
 
 __all__ = ["CAGrad", "cagrad_weights"]
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from gradkit import _validation as check
 from gradkit.mtl._backward import (
     accumulate_grad,
     report_unused,
@@ -16,7 +17,6 @@ from gradkit.mtl._backward import (
     write_shared,
 )
 from gradkit.mtl._base import Aggregator, check_jacobian
-from gradkit.optim import _validation as check
 
 __all__ = ["GCond", "conflict_angle"]
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import torch
 
+from gradkit import _validation as check
 from gradkit.mtl._base import Aggregator
 from gradkit.mtl._gramian import combine, gramian_list
-from gradkit.optim import _validation as check
 
 __all__ = ["MGDA", "mgda_weights"]
 

@@ -8,8 +8,8 @@ from typing import Any, NamedTuple
 
 import torch
 
+from gradkit import _validation as check
 from gradkit.mtl._base import Aggregator
-from gradkit.optim import _validation as check
 
 __all__ = ["SAMGS", "SAMGSStep", "magnitude_similarity", "samgs_step"]
 

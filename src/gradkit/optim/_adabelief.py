@@ -105,7 +105,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import torch
 
-from gradkit.optim import _validation as check
+from gradkit import _validation as check
 from gradkit.optim._base import GradkitOptimizer, ParamsT
 from gradkit.optim._compile import compiled_step, per_tensor, scalar_tensor
 from gradkit.optim._foreach import foreach_chunks
@@ -650,7 +650,7 @@ class AdaBelief(GradkitOptimizer):
 
 def registry_spec() -> Any:
     """The registry entry for :class:`AdaBelief` (see :mod:`gradkit.registry`)."""
-    from gradkit.registry import ErrorInput, OptimizerSpec
+    from gradkit._specs import ErrorInput, OptimizerSpec
 
     return OptimizerSpec(
         name="adabelief",

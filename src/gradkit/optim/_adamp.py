@@ -83,7 +83,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from gradkit.optim import _validation as check
+from gradkit import _validation as check
 from gradkit.optim._base import GradkitOptimizer, ParamsT
 from gradkit.optim._compile import compiled_step, per_tensor, scalar_tensor
 from gradkit.optim._foreach import foreach_chunks
@@ -761,7 +761,7 @@ _PAPER = (
 
 
 def _common_errors(**base: Any) -> list[Any]:
-    from gradkit.registry import ErrorInput
+    from gradkit._specs import ErrorInput
 
     return [
         ErrorInput({**base, "lr": -1.0}, ValueError, r"Invalid lr: -1\.0 \(must be >= 0\)"),
@@ -791,7 +791,7 @@ def registry_specs() -> list[Any]:
 
 
 def _adamp_spec() -> Any:
-    from gradkit.registry import ErrorInput, OptimizerSpec
+    from gradkit._specs import ErrorInput, OptimizerSpec
 
     return OptimizerSpec(
         name="adamp",
@@ -825,7 +825,7 @@ def _adamp_spec() -> Any:
 
 
 def _sgdp_spec() -> Any:
-    from gradkit.registry import ErrorInput, OptimizerSpec
+    from gradkit._specs import ErrorInput, OptimizerSpec
 
     lr = 0.05
     return OptimizerSpec(

@@ -95,7 +95,7 @@ from typing import Any
 
 import torch
 
-from gradkit.optim import _validation as check
+from gradkit import _validation as check
 from gradkit.optim._base import ParamsT
 from gradkit.optim._compile import compiled_kernel_loop, for_each_tensor, scalar_tensor
 from gradkit.optim._matrix_base import MatrixOptimizer
@@ -371,9 +371,9 @@ class ARO(MatrixOptimizer):
 
 def registry_spec() -> Any:
     """The registry entry for :class:`ARO` (see :mod:`gradkit.registry`)."""
+    from gradkit._specs import ErrorInput, OptimizerSpec
     from gradkit.optim._param_groups import matrix_param_groups
     from gradkit.optim._specs_matrix import matrix_error_inputs
-    from gradkit.registry import ErrorInput, OptimizerSpec
 
     return OptimizerSpec(
         name="aro",

@@ -35,7 +35,7 @@ from typing import Any, ClassVar, cast
 
 import torch
 
-from gradkit.optim import _validation as check
+from gradkit import _validation as check
 
 __all__ = ["GradkitOptimizer", "NonFiniteGradientError", "ParamsT"]
 

@@ -45,7 +45,7 @@ from typing import Any
 
 import torch
 
-from gradkit.optim import _validation as check
+from gradkit import _validation as check
 from gradkit.optim._base import GradkitOptimizer, ParamsT
 from gradkit.optim._compile import compiled_step, per_tensor, scalar_tensor
 from gradkit.optim._foreach import foreach_chunks
@@ -347,7 +347,7 @@ class DiffGrad(GradkitOptimizer):
 
 def registry_spec() -> Any:
     """The registry entry for :class:`DiffGrad` (see :mod:`gradkit.registry`)."""
-    from gradkit.registry import ErrorInput, OptimizerSpec
+    from gradkit._specs import ErrorInput, OptimizerSpec
 
     return OptimizerSpec(
         name="diffgrad",

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from gradkit.optim import _validation as check
+from gradkit import _validation as check
 from gradkit.optim._adamw import adamw
 from gradkit.optim._base import GradkitOptimizer
 

@@ -88,7 +88,7 @@ from typing import Any, cast
 
 import torch
 
-from gradkit.optim import _validation as check
+from gradkit import _validation as check
 from gradkit.optim._base import GradkitOptimizer, NonFiniteGradientError, ParamsT
 from gradkit.optim._compile import compiled_kernel_loop, for_each_tensor, scalar_tensor
 from gradkit.optim._foreach import foreach_chunks
@@ -781,7 +781,7 @@ def _conformance_refresh_h(
 
 def registry_specs() -> list[Any]:
     """The registry entries of :class:`SophiaG` and :class:`SophiaH`."""
-    from gradkit.registry import ErrorInput, OptimizerSpec
+    from gradkit._specs import ErrorInput, OptimizerSpec
 
     paper = (
         "Liu et al., Sophia: A Scalable Stochastic Second-order Optimizer for Language Model "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gradkit.registry import OptimizerSpec
+from gradkit._specs import OptimizerSpec
 
 
 def builtin_specs() -> list[OptimizerSpec]:

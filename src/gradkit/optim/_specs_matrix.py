@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gradkit.registry import ErrorInput
+from gradkit._specs import ErrorInput
 
 __all__ = ["matrix_error_inputs"]
 

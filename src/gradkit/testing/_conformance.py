@@ -15,8 +15,8 @@ from typing import Any, cast
 
 import torch
 
+from gradkit._specs import ErrorInput, OptimizerSpec
 from gradkit.optim._base import GradkitOptimizer, NonFiniteGradientError
-from gradkit.registry import ErrorInput, OptimizerSpec
 from gradkit.testing._problems import TinyConvNet
 
 __all__ = ["check_optimizer", "conformance_checks"]
