@@ -254,8 +254,8 @@ class GradNorm:
         self.optimizer_name = optimizer
         self.variant = variant
         self.min_weight = float(min_weight)
-        self._given_initial = None if initial_losses is None else self._check_initial(
-            initial_losses
+        self._given_initial = (
+            None if initial_losses is None else self._check_initial(initial_losses)
         )
         self.reset()
 
@@ -383,8 +383,9 @@ class GradNorm:
                     f"Invalid losses for GradNorm: task(s) {bad} have loss 0 at the first step, "
                     "so L_i(t)/L_i(0) is undefined; pass initial_losses="
                 )
+        norms = self._grad_norms(loss_list, params)  # validates; no state changed before here
+        if self.initial_losses is None:
             self.initial_losses = values.clone()
-        norms = self._grad_norms(loss_list, params)
         used = self.weights
         ratios = values / self.initial_losses
         self._opt.zero_grad(set_to_none=True)
@@ -467,7 +468,15 @@ class GradNorm:
                 "Invalid state_dict for GradNorm: expected a mapping, "
                 f"got {type(state_dict).__name__}"
             )
-        keys = {"variant", "num_tasks", "optimizer_name", "param", "optimizer", "initial_losses", "num_steps"}
+        keys = {
+            "variant",
+            "num_tasks",
+            "optimizer_name",
+            "param",
+            "optimizer",
+            "initial_losses",
+            "num_steps",
+        }
         keys |= {"epoch", "epoch0_sum", "epoch0_count"}
         missing = keys - set(state_dict)
         if missing:
@@ -484,7 +493,9 @@ class GradNorm:
         for key in ("param", "epoch0_sum"):
             value = state_dict[key]
             if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
-                raise ValueError(f"Invalid state_dict for GradNorm: {key!r} must be a {shape} Tensor")
+                raise ValueError(
+                    f"Invalid state_dict for GradNorm: {key!r} must be a {shape} Tensor"
+                )
             if not bool(torch.isfinite(value).all()):
                 raise ValueError(f"Invalid state_dict for GradNorm: {key!r} is not finite")
         initial = state_dict["initial_losses"]
