@@ -401,6 +401,11 @@ def test_repr_and_1d_tensor_losses():
     assert repr(gn).startswith("GradNorm(num_tasks=2, alpha=0.12")
     out = gn.step(torch.stack(linear_losses(w_layer, [1.0, 3.0], [1.0, 2.0])), w_layer)
     torch.testing.assert_close(out, torch.tensor(3.0, dtype=F64))
+    w32 = torch.zeros(3, requires_grad=True)
+    out32 = gn.step(
+        [loss.float() for loss in linear_losses(w32.double(), [1.0, 3.0], [1.0, 2.0])], w32
+    )
+    assert out32.dtype == torch.float32 and out32.requires_grad
 
 
 # ---------------------------------------------------- end to end: B3 synthetic regression

@@ -161,8 +161,9 @@ class GradNorm:
     :math:`\sum_i L_i`; :math:`L_i(0)` is task ``i``'s mean loss over epoch 0 (weighted by
     ``batch_size`` like LibMTL's loss meter), fixed when :meth:`end_epoch` is first called.
 
-    **Choices and deviations** (checked against LibMTL's GitHub code; the paper's own code is
-    not public):
+    **Choices and deviations** (checked against LibMTL's GitHub code, ``weighting/GradNorm.py``
+    at daa780e, ``abstract_weighting.py``, ``trainer.py``, ``loss.py``; the paper's own code is
+    not public, so the paper form follows Algorithm 1 as restated in the spec):
 
     * ``W`` is what you pass as ``shared``: the paper uses the last shared layer; LibMTL
       uses *all* shared params (pass them all for parity). Several tensors count as one
@@ -172,7 +173,9 @@ class GradNorm:
       :math:`\nabla_{w_i} L_\mathrm{grad}`" [its optimizer and learning rate for ``w``
       are a GAP]; LibMTL registers :math:`s` as an ``nn.Parameter`` of the model, so it is
       stepped by the network's optimizer with the network's lr (``optimizer="adam"``,
-      ``lr=<network lr>`` reproduces that for Adam).
+      ``lr=<network lr>`` reproduces that for Adam). One stored LibMTL revision (2d842d6)
+      builds ``loss_scale`` as a plain tensor that no optimizer holds, so its weights never
+      move; gradkit follows the ``nn.Parameter`` revision.
     * ``min_weight`` (paper form only): weights are clamped at it before renormalising. The
       paper leaves a weight pushed to :math:`\le 0` undefined (a negative weight would make
       the network ascend that task's loss); it acts only in that case.
@@ -180,8 +183,9 @@ class GradNorm:
       :math:`\nabla L_i` (only the shared params are reset to :math:`\sum w_i g_i`); here
       the returned loss :math:`\sum w_i L_i` gives heads :math:`w_i \nabla L_i`, as the
       paper's :math:`\nabla_\theta L(t)`.
-    * α: LibMTL's default is 1.5, the paper uses 1.5 on NYUv2 and 0.12 on its synthetic toy
-      [recalled, not re-verified here].
+    * α: default 1.5 = LibMTL's default; 1.5 is the paper's NYUv2 value (corroborated by the
+      Nash-MTL authors in AvivNavon/nash-mtl issue #4, not read in the paper here); 0.12 for
+      the paper's synthetic toy is [recalled, GAP].
     * Losses must be finite; :math:`L_i(0)` must be ``> 0`` and :math:`L_i(t) \ge 0`
       (the ratio and :math:`r^\alpha` are otherwise undefined), else ``ValueError``.
 
@@ -402,7 +406,10 @@ class GradNorm:
         self.last_gradnorm_loss = float(grad_loss.detach())
         self.num_steps += 1
         return torch.stack(
-            [w.to(loss.dtype) * loss.reshape(()) for w, loss in zip(used, loss_list, strict=True)]
+            [
+                w.to(device=loss.device, dtype=loss.dtype) * loss.reshape(())
+                for w, loss in zip(used, loss_list, strict=True)
+            ]
         ).sum()
 
     @staticmethod
