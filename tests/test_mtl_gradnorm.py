@@ -43,18 +43,18 @@ def hand_grad(w, n, ratios, alpha):
 def test_alpha0_fixed_norms_converge_to_inverse_norms(variant):
     norms = [0.5, 1.0, 2.0]
     w_layer = torch.zeros(4, 3, dtype=F64, requires_grad=True)
-    gn = GradNorm(3, alpha=0.0, lr=2e-3, optimizer="sgd", variant=variant)
+    gn = GradNorm(3, alpha=0.0, lr=4e-3, optimizer="sgd", variant=variant)
     if variant == "libmtl":
         gn.step(linear_losses(w_layer, norms, [1.0, 2.0, 3.0]), w_layer)
         gn.end_epoch()
-    for _ in range(3000):
+    for _ in range(1000):
         gn.step(linear_losses(w_layer, norms, [1.0, 2.0, 3.0]), w_layer)
         assert abs(float(gn.weights.sum()) - 3.0) < 1e-12
     inv = torch.tensor([1 / n for n in norms], dtype=F64)
     expected = 3.0 * inv / inv.sum()  # (12/7, 6/7, 3/7)
-    torch.testing.assert_close(gn.weights, expected, atol=0.02, rtol=0)
+    torch.testing.assert_close(gn.weights, expected, atol=0.01, rtol=0)
     products = gn.weights * torch.tensor(norms, dtype=F64)
-    assert float(products.max() - products.min()) < 0.03  # w_i n_i equalised
+    assert float(products.max() - products.min()) < 0.015  # w_i n_i equalised
 
 
 @pytest.mark.parametrize("variant", ["paper", "libmtl"])
