@@ -21,7 +21,8 @@ def restore_registry():
 
 
 def test_every_family_has_its_builtins():
-    assert registry.families()[:3] == ["optimizer", "aggregator", "compressor"]
+    assert registry.families()[:4] == ["optimizer", "aggregator", "weighting", "compressor"]
+    assert registry.names("weighting") == ["gradnorm"]
     assert {"diffgrad", "adabelief", "adamp", "sgdp", "sophiag", "swan"} <= set(
         registry.optimizer_names()
     )

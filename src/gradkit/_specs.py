@@ -24,6 +24,7 @@ __all__ = [
     "MethodSpec",
     "OptimizerSpec",
     "SearchSpace",
+    "WeightingSpec",
 ]
 
 #: Flags that select an implementation. Configurations in the registry must never set them:
@@ -167,6 +168,30 @@ class AggregatorSpec(MethodSpec):
     min_tasks: int = 1
     error_inputs: Sequence[ErrorInput] = ()
     bench_suites: tuple[str, ...] = ("mtl",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WeightingSpec(MethodSpec):
+    """Metadata for one registered multi-task loss weighting (``step(losses, shared)`` → the
+    weighted loss to back-propagate), e.g. GradNorm.
+
+    Attributes:
+        cls: the weighting class; ``cls(num_tasks, **config)``.
+        configs: constructor keyword sets (besides ``num_tasks``); the first is the default.
+        stateful: the weighting keeps state across steps; its ``state_dict`` must round-trip.
+        min_tasks: fewest tasks the method accepts.
+        error_inputs: constructor calls that must raise, with the message regex.
+        bench_suites: the ``gradkit bench`` suites that run this method by default.
+    """
+
+    family: ClassVar[str] = "weighting"
+
+    cls: type
+    configs: Sequence[dict[str, Any]] = field(default_factory=lambda: [{}])
+    stateful: bool = True
+    min_tasks: int = 2
+    error_inputs: Sequence[ErrorInput] = ()
+    bench_suites: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,7 +18,7 @@ Example:
     >>> registry.get("aggregator", "mgda").cls.__name__
     'MGDA'
     >>> registry.families()
-    ['optimizer', 'aggregator', 'compressor']
+    ['optimizer', 'aggregator', 'weighting', 'compressor']
 """
 
 from __future__ import annotations
@@ -34,9 +34,11 @@ from gradkit._specs import (
     MethodSpec,
     OptimizerSpec,
     SearchSpace,
+    WeightingSpec,
 )
 from gradkit.comm import _specs as comm_specs
 from gradkit.mtl import _specs as mtl_specs
+from gradkit.mtl import _weighting_specs as weighting_specs
 from gradkit.optim import _specs as optim_specs
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "MethodSpec",
     "OptimizerSpec",
     "SearchSpace",
+    "WeightingSpec",
     "aggregator_names",
     "families",
     "get",
@@ -75,7 +78,7 @@ def register(spec: MethodSpec) -> MethodSpec:
     """
     if not isinstance(spec, MethodSpec) or type(spec) is MethodSpec:
         raise TypeError(
-            "register expects an OptimizerSpec, AggregatorSpec or CompressorSpec, "
+            "register expects an OptimizerSpec, AggregatorSpec, WeightingSpec or CompressorSpec, "
             f"got {type(spec).__name__}"
         )
     family = _REGISTRY.setdefault(spec.family, {})
@@ -152,7 +155,7 @@ def get_aggregator(name: str) -> AggregatorSpec:
     return cast(AggregatorSpec, get("aggregator", name))
 
 
-for _family_specs in (optim_specs, mtl_specs, comm_specs):
+for _family_specs in (optim_specs, mtl_specs, weighting_specs, comm_specs):
     for _spec in _family_specs.builtin_specs():
         register(_spec)
 for _name in _SPEC_CLASSES:

@@ -5,6 +5,8 @@
 * :class:`PCGrad`, :class:`CAGrad`, :class:`MGDA` — the classic conflict-resolving baselines;
 * :class:`SAMGS` — similarity-aware momentum gradient surgery (stateful);
 * :class:`GCond` — gradient conductor: accumulate over batches, then resolve (stateful);
+* :class:`GradNorm` — GradNorm loss weighting (Chen et al., ICML 2018): task weights adapted
+  from gradient norms on a shared layer (stateful; a loss weighting, not an aggregator);
 * :func:`mtl_backward` — per-task gradients of the shared params, aggregated into ``.grad``.
 
 Example::
@@ -18,6 +20,7 @@ from gradkit.mtl._backward import mtl_backward
 from gradkit.mtl._base import Aggregator
 from gradkit.mtl._cagrad import CAGrad
 from gradkit.mtl._gcond import GCond
+from gradkit.mtl._gradnorm import GradNorm, gradnorm_loss, gradnorm_targets
 from gradkit.mtl._linear import Mean, Sum
 from gradkit.mtl._mgda import MGDA
 from gradkit.mtl._pcgrad import PCGrad
@@ -29,8 +32,11 @@ __all__ = [
     "Aggregator",
     "CAGrad",
     "GCond",
+    "GradNorm",
     "Mean",
     "PCGrad",
     "Sum",
+    "gradnorm_loss",
+    "gradnorm_targets",
     "mtl_backward",
 ]
