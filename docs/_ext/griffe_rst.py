@@ -12,6 +12,8 @@ docstring, this rewrites (in the rendered copy only; the source is untouched):
 * a parameter entry that documents several parameters at once (``a, b: ...`` or
   ``a / b: ...``, as in ``maximize, foreach, fused, nonfinite: as in AdamW.``) to one entry per
   parameter with the same description, so Griffe checks each name against the signature;
+* a reStructuredText literal block (a paragraph ending in ``::`` and the indented block after
+  it) to a single colon and a fenced code block;
 * a Sphinx cross-reference role (``:func:``, ``:class:``, ``:meth:``, ``:mod:``, ``:attr:``,
   ``:data:``, ``:obj:``, ``:exc:``) to an inline code span of the name.
 
@@ -29,6 +31,7 @@ _EXAMPLE = re.compile(r"^(\s*)Example:\s*$", re.MULTILINE)
 _MATH_ROLE = re.compile(r":math:`([^`]+)`")
 _XREF_ROLE = re.compile(r":(?:func|class|meth|mod|attr|data|obj|exc|py:\w+):`~?([^`]+)`")
 _MATH_BLOCK = re.compile(r"^(\s*)\.\. math::\s*(.*)$")
+_LITERAL = re.compile(r"^(?!\s*\.\. )(.*\S)::\s*$")
 _ARGS_HEADER = re.compile(
     r"^(\s*)(Args|Arguments|Parameters|Params|Keyword Args|Keyword Arguments|Other Parameters):\s*$"
 )
@@ -63,6 +66,39 @@ def _math_blocks(text: str) -> str:
             body.append(line.strip())
             i += 1
         out.extend([f"{pad}$$", *(f"{pad}{b}" for b in body if b), f"{pad}$$"])
+    return "\n".join(out)
+
+
+def _literal_blocks(text: str) -> str:
+    lines = text.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        match = _LITERAL.match(lines[i])
+        if match is None:
+            out.append(lines[i])
+            i += 1
+            continue
+        base = _indent(lines[i])
+        j = i + 1
+        while j < len(lines) and not lines[j].strip():
+            j += 1
+        block_end = j
+        while block_end < len(lines) and (
+            not lines[block_end].strip() or _indent(lines[block_end]) > base
+        ):
+            block_end += 1
+        while block_end > j and not lines[block_end - 1].strip():
+            block_end -= 1
+        if block_end == j:  # no indented block follows: keep the text, drop one colon
+            out.append(match.group(1) + ":")
+            i += 1
+            continue
+        cut = min(_indent(ln) for ln in lines[j:block_end] if ln.strip()) - base
+        pad = " " * base
+        block = [pad + ln[base + cut :] if ln.strip() else "" for ln in lines[j:block_end]]
+        out.extend([match.group(1) + ":", "", f"{pad}```python", *block, f"{pad}```"])
+        i = block_end
     return "\n".join(out)
 
 
@@ -107,6 +143,7 @@ def rewrite(text: str) -> str:
     text = _EXAMPLE.sub(r"\1Examples:", text)
     text = _split_grouped_params(text)
     text = _math_blocks(text)
+    text = _literal_blocks(text)
     text = _MATH_ROLE.sub(lambda m: f"${m.group(1).strip()}$", text)
     return _XREF_ROLE.sub(r"`\1`", text)
 
