@@ -42,99 +42,73 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip())
 
 
+def _block_end(lines: list[str], start: int, indent: int) -> int:
+    """Index after the block from ``start`` whose non-blank lines are indented more than
+    ``indent`` (blank lines inside the block belong to it, trailing ones do not)."""
+    end = last = start
+    while end < len(lines) and (not lines[end].strip() or _indent(lines[end]) > indent):
+        end += 1
+        if lines[end - 1].strip():
+            last = end
+    return last
+
+
 def _math_blocks(text: str) -> str:
-    lines = text.split("\n")
-    out: list[str] = []
-    i = 0
+    lines, out, i = text.split("\n"), [], 0
     while i < len(lines):
         match = _MATH_BLOCK.match(lines[i])
         if match is None:
             out.append(lines[i])
             i += 1
             continue
-        pad, first = match.group(1), match.group(2)
-        body = [first] if first else []
-        i += 1
-        while i < len(lines):
-            line = lines[i]
-            if line.strip() and _indent(line) <= len(pad):
-                break
-            if not line.strip():
-                nxt = next((ln for ln in lines[i + 1 :] if ln.strip()), "")
-                if _indent(nxt) <= len(pad):
-                    break
-            body.append(line.strip())
-            i += 1
+        pad, end = match.group(1), _block_end(lines, i + 1, len(match.group(1)))
+        body = [match.group(2), *(ln.strip() for ln in lines[i + 1 : end])]
         out.extend([f"{pad}$$", *(f"{pad}{b}" for b in body if b), f"{pad}$$"])
+        i = end
     return "\n".join(out)
 
 
 def _literal_blocks(text: str) -> str:
-    lines = text.split("\n")
-    out: list[str] = []
-    i = 0
+    lines, out, i = text.split("\n"), [], 0
     while i < len(lines):
         match = _LITERAL.match(lines[i])
         if match is None:
             out.append(lines[i])
             i += 1
             continue
-        base = _indent(lines[i])
-        j = i + 1
-        while j < len(lines) and not lines[j].strip():
-            j += 1
-        block_end = j
-        while block_end < len(lines) and (
-            not lines[block_end].strip() or _indent(lines[block_end]) > base
-        ):
-            block_end += 1
-        while block_end > j and not lines[block_end - 1].strip():
-            block_end -= 1
-        if block_end == j:  # no indented block follows: keep the text, drop one colon
-            out.append(match.group(1) + ":")
-            i += 1
-            continue
-        cut = min(_indent(ln) for ln in lines[j:block_end] if ln.strip()) - base
-        pad = " " * base
-        block = [pad + ln[base + cut :] if ln.strip() else "" for ln in lines[j:block_end]]
-        out.extend([match.group(1) + ":", "", f"{pad}```python", *block, f"{pad}```"])
-        i = block_end
+        base, start = _indent(lines[i]), i + 1
+        while start < len(lines) and not lines[start].strip():
+            start += 1
+        end = _block_end(lines, start, base)
+        out.append(match.group(1) + ":")
+        if end > start:  # the indented block becomes a fenced block at the paragraph's indent
+            cut = min(_indent(ln) for ln in lines[start:end] if ln.strip())
+            pad = " " * base
+            block = [pad + ln[cut:] if ln.strip() else "" for ln in lines[start:end]]
+            out.extend(["", f"{pad}```python", *block, f"{pad}```"])
+        i = max(end, i + 1)
     return "\n".join(out)
 
 
 def _split_grouped_params(text: str) -> str:
-    lines = text.split("\n")
-    out: list[str] = []
+    lines, out, i = text.split("\n"), [], 0
     section_indent: int | None = None
-    i = 0
     while i < len(lines):
         line = lines[i]
         header = _ARGS_HEADER.match(line)
-        if header is not None:
-            section_indent = len(header.group(1))
-            out.append(line)
-            i += 1
-            continue
         if section_indent is not None and line.strip() and _indent(line) <= section_indent:
             section_indent = None
         grouped = _GROUPED.match(line) if section_indent is not None else None
+        if header is not None:
+            section_indent = len(header.group(1))
         if grouped is None:
             out.append(line)
             i += 1
             continue
-        pad, names, first = grouped.group(1), grouped.group(2), grouped.group(3)
-        item_indent = len(pad)
-        i += 1
-        rest: list[str] = []
-        while i < len(lines) and (not lines[i].strip() or _indent(lines[i]) > item_indent):
-            if not lines[i].strip():
-                nxt = next((ln for ln in lines[i + 1 :] if ln.strip()), "")
-                if _indent(nxt) <= item_indent:
-                    break
-            rest.append(lines[i])
-            i += 1
-        for name in re.split(r"\s*[,/]\s*", names):
-            out.extend([f"{pad}{name}:{first}", *rest])
+        end = _block_end(lines, i + 1, len(grouped.group(1)))
+        for name in re.split(r"\s*[,/]\s*", grouped.group(2)):
+            out.extend([f"{grouped.group(1)}{name}:{grouped.group(3)}", *lines[i + 1 : end]])
+        i = end
     return "\n".join(out)
 
 
