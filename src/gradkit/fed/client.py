@@ -65,7 +65,35 @@ app = ClientApp()
 
 @app.train()
 def train(msg: Message, context: Any) -> Message:
-    """The ``@app.train()`` handler (see the module doc)."""
+    """The ``@app.train()`` handler: local training, then the method's payload.
+
+    Behaviour: read the configuration from the message, rebuild this node's data from the
+    seed (:func:`gradkit.fed.experiment.federated_data`), run
+    :func:`gradkit.fed.model.local_update` from the received global weights, apply the
+    experiment's attack if this node is an attacker, and encode the update: float32 arrays for
+    FedAvg, or a gradkit.comm 1-bit frame (:func:`gradkit.comm.client_payload`, with the
+    node's error-feedback residual kept in ``context.state``), Paillier-encrypted for the
+    secure method. Injected faults (a raised error, a malformed reply, a delay) come from the
+    experiment. The reply layout is in the module docstring.
+
+    Args:
+        msg: Flower's train message (``"arrays"``: the global model; ``"config"``).
+        context: the node's Flower ``Context`` (``node_config["partition-id"]``, ``state``).
+
+    Returns:
+        The reply ``Message``.
+
+    Raises:
+        RuntimeError: an injected failure for this node and round.
+
+    Example:
+        Flower calls it inside a simulation; run one with
+        :func:`gradkit.fed.simulation.run_federated`. The handler is registered on ``app``:
+
+        >>> from gradkit.fed.client import app
+        >>> type(app).__name__
+        'ClientApp'
+    """
     torch.set_num_threads(1)
     conf: Any = msg.content["config"]
     cfg = config_from_json(str(conf["fed-config"]))

@@ -41,6 +41,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gradkit.fed.partition import (
+    ClientData,
+    StandardScaler,
+    client_split,
+    dirichlet_partition,
+    signed_log1p,
+)
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -125,8 +133,23 @@ _NON_ALNUM = re.compile(r"[^0-9a-z]+")
 
 
 def normalize_label(label: object) -> str:
-    """Lower case, every run of non-alphanumerics (spaces, dashes, ``\\x96``, ``\\ufffd``) → one
-    space, stripped: ``"Web Attack \\x96 Brute Force"`` → ``"web attack brute force"``."""
+    """Normalise a raw CIC-IDS2017 label for matching.
+
+    Behaviour: lower case, every run of non-alphanumerics (spaces, dashes, the cp1252 en dash
+    ``\x96``, the replacement character ``\ufffd``) becomes one space, then stripped, so the
+    same label matches whatever encoding the CSV was read with.
+
+    Args:
+        label: a raw label (any object; ``str`` is applied).
+
+    Returns:
+        The normalised string.
+
+    Example:
+        >>> from gradkit.fed.data import normalize_label
+        >>> normalize_label("Web Attack \x96 Brute Force")
+        'web attack brute force'
+    """
     return _NON_ALNUM.sub(" ", str(label).lower()).strip()
 
 
@@ -143,8 +166,24 @@ _NORMALIZED.update(
 def map_labels(labels: Iterable[object]) -> np.ndarray:
     """Raw labels → class indices into :data:`CLASSES` (``int64``).
 
+    Behaviour: the 15 raw labels of MachineLearningCVE (and spellings seen in other copies of
+    the data set) map to the 8 classes of :data:`CLASSES` (DoS Hulk/GoldenEye/slowloris/
+    Slowhttptest → DoS, FTP/SSH-Patator → Brute Force, Infiltration and Heartbleed →
+    Infiltration, ...), a grouping common in the CIC-IDS2017 literature (the EdgeDetect paper's exact grouping is not public; see ``docs/fed.md``).
+
+    Args:
+        labels: raw label strings.
+
+    Returns:
+        ``[n]`` ``int64`` class indices.
+
     Raises:
         ValueError: some labels are unknown; the message lists them (up to 10).
+
+    Example:
+        >>> from gradkit.fed.data import CLASSES, map_labels
+        >>> [CLASSES[i] for i in map_labels(["BENIGN", "DoS Hulk", "SSH-Patator"])]
+        ['BENIGN', 'DoS', 'Brute Force']
     """
     values = list(labels)
     uniques = {v: _NORMALIZED.get(normalize_label(v)) for v in dict.fromkeys(values)}
@@ -160,7 +199,9 @@ def map_labels(labels: Iterable[object]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FlowData:
-    """Cleaned flows.
+    """Cleaned flows: features, class indices, and what cleaning removed.
+
+    Returned by :func:`clean_frame`, :func:`load_cicids2017` and :func:`synthetic_flows`.
 
     Attributes:
         X: features, ``[n, f]`` (float32 unless asked otherwise).
@@ -168,9 +209,14 @@ class FlowData:
         feature_names: the ``f`` kept feature columns.
         class_names: :data:`CLASSES`.
         stats: rows or columns removed at each cleaning step (``rows_in``, ``rows_nonfinite``,
-            ``rows_duplicate``, ``columns_constant`` (a count), ``constant_columns`` is in
-            :attr:`dropped_columns`), for the report.
+            ``rows_duplicate``, ``rows_out``, ``columns_constant`` (a count)), for the report.
         dropped_columns: the constant columns that were removed.
+
+    Example:
+        >>> from gradkit.fed.data import synthetic_flows
+        >>> data = synthetic_flows(300, seed=0)
+        >>> int(data.class_counts().sum()) == len(data.y) == data.stats["rows_out"]
+        True
     """
 
     X: np.ndarray
@@ -181,7 +227,7 @@ class FlowData:
     dropped_columns: tuple[str, ...] = ()
 
     def class_counts(self) -> np.ndarray:
-        """Number of flows per class, ``[len(class_names)]``."""
+        """Number of flows per class, ``[len(class_names)]`` (int64)."""
         return np.bincount(self.y, minlength=len(self.class_names))
 
 
@@ -204,14 +250,37 @@ def _drop_nonfinite(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
 
 def clean_frame(frame: pd.DataFrame, *, dtype: Any = np.float32) -> FlowData:
-    """Apply the cleaning steps of the module doc to a raw MachineLearningCVE frame.
+    """Clean a raw MachineLearningCVE frame into :class:`FlowData`.
+
+    Behaviour, in this order (community practice for CIC-IDS2017; the EdgeDetect paper's
+    exact recipe is not public): strip whitespace from the column names; drop the duplicated
+    ``Fwd Header Length.1`` column; replace ±inf by NaN and drop every row with a NaN; drop
+    duplicate rows (features *and* label); drop constant feature columns; map the raw labels
+    to :data:`CLASSES` (:func:`map_labels`). No scaling: that is fitted per client
+    (:func:`gradkit.fed.partition.client_split`).
+
+    Paper: the data set is Sharafaldin, Lashkari, Ghorbani, *Toward Generating a New
+    Intrusion Detection Dataset and Intrusion Traffic Characterization*, ICISSP 2018 (no arXiv
+    id). Reference implementation: none; the steps are those of most public CIC-IDS2017
+    notebooks. Deviations: none known; the EdgeDetect paper (arXiv:2604.14663) does not give
+    its exact cleaning.
 
     Args:
         frame: the raw columns (78 features, possibly with leading spaces, and ``Label``).
         dtype: float dtype of :attr:`FlowData.X`.
 
+    Returns:
+        The cleaned :class:`FlowData`; ``stats`` counts what each step removed.
+
     Raises:
         ValueError: no ``Label`` column, a non-numeric feature column, or unknown labels.
+
+    Example:
+        >>> from gradkit.fed.data import clean_frame, make_synthetic_frame
+        >>> frame = make_synthetic_frame(500, seed=0)             # dirty: inf, NaN, duplicates
+        >>> data = clean_frame(frame)
+        >>> data.stats["rows_in"] - data.stats["rows_out"] > 0, len(data.dropped_columns)
+        (True, 8)
     """
     frame = _strip_and_drop_duplicate(frame)
     features = [c for c in frame.columns if c != LABEL_COLUMN]
@@ -276,13 +345,17 @@ def load_cicids2017(
 ) -> FlowData:
     """Read and clean CIC-IDS2017 MachineLearningCVE CSVs (a file, a list, or a directory).
 
-    Files are read in chunks with every feature column typed ``dtype`` and the label as a
-    category, and rows with ±inf/NaN are dropped per chunk, so the full 2.8 M-flow dataset
-    needs about ``rows × 78 × itemsize`` bytes (0.9 GB at float32) plus one chunk. Then the
-    remaining steps of :func:`clean_frame` run on all files together (duplicates are removed
-    across files).
+    Behaviour: files are read in chunks with every feature column typed ``dtype`` and the
+    label as a category, and rows with ±inf/NaN are dropped per chunk, so the full 2.8 M-flow
+    data set needs about ``rows × 78 × itemsize`` bytes (0.9 GB at float32) plus one chunk.
+    Then the remaining steps of :func:`clean_frame` run on all files together (duplicates are
+    removed across files). The data set is not shipped or downloaded; get it from the
+    Canadian Institute for Cybersecurity. Example: ``load_cicids2017("MachineLearningCVE/")``
+    (not run here: it needs the files); :func:`synthetic_flows` is the stand-in with the same
+    schema.
 
     Args:
+        paths: a CSV file, a directory of CSVs, or a list of either.
         dtype: float dtype of the features. Duplicate detection compares these values: at
             float32, flows that differ only below float32 resolution (e.g. durations above
             2^24 µs that differ by less than 8 µs) count as duplicates; pass ``np.float64`` for
@@ -291,9 +364,13 @@ def load_cicids2017(
         encoding: the files are cp1252-ish; latin-1 decodes every byte, and label
             normalisation makes the en dash irrelevant.
 
+    Returns:
+        The cleaned :class:`FlowData` of all files.
+
     Raises:
         FileNotFoundError: a path does not exist, or a directory holds no CSV.
-        ValueError: files with different columns, no ``Label`` column, unknown labels.
+        ValueError: files with different columns, no ``Label`` column, unknown labels, or
+            ``chunksize < 1``.
     """
     import pandas as pd
 
@@ -380,22 +457,40 @@ def make_synthetic_frame(
     separation: float = 2.0,
     dirty: bool = True,
 ) -> pd.DataFrame:
-    """A raw frame in the MachineLearningCVE schema (leading spaces, the duplicated
-    ``Fwd Header Length`` column, the 15 raw label strings), deterministic per ``seed``.
+    """A synthetic raw frame in the MachineLearningCVE schema, deterministic per ``seed``.
 
-    Each class has a mean in a 12-dim latent space (norm ``separation`` apart on average);
-    a flow draws a latent ``z ~ N(mu_class, I)`` and its 70 non-zero features are heavy-tailed
-    positive values ``exp(a_j + s_j · w_jᵀ z)`` (port-like and flag-like columns are rounded),
-    so classes overlap and a linear model on the raw values does poorly while an MLP on
-    ``log1p`` features learns. The 8 :data:`_ZERO_COLUMNS` are all zero and
-    ``Fwd Header Length.1`` copies ``Fwd Header Length``. With ``dirty``, about 0.3 % of rows
-    get an ``inf`` rate, 0.2 % a NaN and 1 % are exact duplicates (cleaning removes them).
+    Behaviour: the frame has the real files' quirks (leading spaces in column names, the
+    duplicated ``Fwd Header Length`` column, the 15 raw label strings). Each class has a mean
+    in a 12-dim latent space (norm ``separation`` apart on average); a flow draws a latent
+    ``z ~ N(mu_class, I)`` and its 70 non-zero features are heavy-tailed positive values
+    ``exp(a_j + s_j · w_jᵀ z)`` (port-like and flag-like columns are rounded), so classes
+    overlap and a linear model on the raw values does poorly while an MLP on ``log1p``
+    features learns. The 8 always-zero columns of the real data are zero here too. With
+    ``dirty``, about 0.3 % of rows get an ``inf`` rate, 0.2 % a NaN and 1 % are exact
+    duplicates (cleaning removes them). The feature model is fixed (seed 2017) and only the
+    sampling depends on ``seed``, so frames with different seeds come from the same
+    distribution. This is gradkit's stand-in for the real data (not shipped); it is not
+    from a paper and its accuracies are not comparable with published CIC-IDS2017 numbers.
 
-    The feature model is fixed (seed 2017) and only the sampling depends on ``seed``, so
-    frames with different seeds come from the same distribution.
+    Args:
+        n_samples: number of flows before the dirty duplicates are appended (≥ 1).
+        seed: seed of the sampling.
+        class_weights: class → share (default: BENIGN 80 %, the attack classes the rest,
+            Infiltration 0.2 %).
+        separation: average distance between class means in the latent space.
+        dirty: add the inf, NaN and duplicate rows.
+
+    Returns:
+        A pandas ``DataFrame`` with 79 columns (78 features and `` Label``).
 
     Raises:
         ValueError: ``n_samples < 1``, unknown classes or invalid weights in ``class_weights``.
+
+    Example:
+        >>> from gradkit.fed.data import make_synthetic_frame
+        >>> frame = make_synthetic_frame(200, seed=0, dirty=False)
+        >>> frame.shape, frame.columns[-1]
+        ((200, 79), ' Label')
     """
     import pandas as pd
 
@@ -454,132 +549,21 @@ def make_synthetic_frame(
 
 
 def synthetic_flows(n_samples: int, seed: int = 0, **kwargs: Any) -> FlowData:
-    """:func:`make_synthetic_frame` cleaned by :func:`clean_frame` (the built-in default data)."""
+    """:func:`make_synthetic_frame` cleaned by :func:`clean_frame`: the built-in default data.
+
+    Args:
+        n_samples: flows to generate (cleaning removes a few).
+        seed: seed of the sampling.
+        **kwargs: ``dtype`` for :func:`clean_frame`; the rest for :func:`make_synthetic_frame`.
+
+    Returns:
+        The cleaned :class:`FlowData`.
+
+    Example:
+        >>> from gradkit.fed.data import CLASSES, synthetic_flows
+        >>> data = synthetic_flows(1000, seed=0)
+        >>> CLASSES[int(data.class_counts().argmax())], data.X.dtype
+        ('BENIGN', dtype('float32'))
+    """
     dtype = kwargs.pop("dtype", np.float32)
     return clean_frame(make_synthetic_frame(n_samples, seed, **kwargs), dtype=dtype)
-
-
-# -- partition and per-client scaling ------------------------------------------------------------
-
-
-def dirichlet_partition(
-    labels: np.ndarray,
-    num_clients: int,
-    alpha: float,
-    seed: int = 0,
-    *,
-    min_size: int = 10,
-    max_tries: int = 1000,
-) -> list[np.ndarray]:
-    """Split sample indices across ``num_clients`` with label skew Dirichlet(``alpha``).
-
-    For every class, proportions ``p ~ Dir(alpha·1)`` over clients split that class's
-    (shuffled) indices; the draw is repeated until every client holds ``>= min_size`` samples
-    (the usual NIID-Bench/FedLab recipe). Small ``alpha`` → each client sees few classes;
-    large ``alpha`` → close to IID. Deterministic per ``seed``; the parts are disjoint, sorted,
-    and cover every index.
-
-    Raises:
-        ValueError: bad arguments, or no draw in ``max_tries`` gives every client
-            ``min_size`` samples (lower ``min_size`` or raise ``alpha``).
-    """
-    labels = np.asarray(labels)
-    if labels.ndim != 1:
-        raise ValueError(f"labels must be 1-D, got shape {labels.shape}")
-    if num_clients < 1:
-        raise ValueError(f"num_clients must be >= 1, got {num_clients}")
-    if not (alpha > 0 and np.isfinite(alpha)):
-        raise ValueError(f"alpha must be a positive finite number, got {alpha}")
-    if min_size < 0 or num_clients * min_size > len(labels):
-        raise ValueError(
-            f"min_size={min_size} × num_clients={num_clients} exceeds the {len(labels)} samples"
-        )
-    rng = np.random.default_rng(seed)
-    classes = np.unique(labels)
-    for _ in range(max_tries):
-        parts: list[list[np.ndarray]] = [[] for _ in range(num_clients)]
-        for c in classes:
-            idx = rng.permutation(np.flatnonzero(labels == c))
-            p = rng.dirichlet(np.full(num_clients, float(alpha)))
-            cuts = (np.cumsum(p)[:-1] * len(idx)).astype(int)
-            for k, chunk in enumerate(np.split(idx, cuts)):
-                parts[k].append(chunk)
-        out = [np.sort(np.concatenate(p)) for p in parts]
-        if min(len(p) for p in out) >= min_size:
-            return out
-    raise ValueError(
-        f"no Dirichlet(alpha={alpha}) draw in {max_tries} tries gave every one of "
-        f"{num_clients} clients >= {min_size} samples; lower min_size or raise alpha"
-    )
-
-
-def signed_log1p(x: np.ndarray) -> np.ndarray:
-    """``sign(x)·log1p(|x|)``: a stateless squashing of heavy-tailed flow features."""
-    return np.sign(x) * np.log1p(np.abs(x))
-
-
-@dataclass
-class StandardScaler:
-    """Per-feature standardisation, scikit-learn style (``fit`` returns ``self``; fitted
-    attributes end in ``_``). Constant features get scale 1 (no division by zero)."""
-
-    mean_: np.ndarray | None = None
-    scale_: np.ndarray | None = None
-
-    def fit(self, X: np.ndarray) -> StandardScaler:
-        """Fit on ``X`` ``[n, f]`` (n ≥ 1)."""
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or len(X) == 0:
-            raise ValueError(f"fit needs a non-empty 2-D array, got shape {X.shape}")
-        self.mean_ = X.mean(axis=0)
-        std = X.std(axis=0)
-        self.scale_ = np.where(std > 0, std, 1.0)
-        return self
-
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        """``(X - mean_) / scale_`` as float32."""
-        if self.mean_ is None or self.scale_ is None:
-            raise ValueError("StandardScaler is not fitted; call fit first")
-        return ((np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class ClientData:
-    """One client's data: train/test splits, transformed with the client's own scaler
-    (:attr:`scaler`, fitted on :attr:`X_train`'s raw values after :func:`signed_log1p`)."""
-
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
-    scaler: StandardScaler
-
-
-def client_split(
-    X: np.ndarray,
-    y: np.ndarray,
-    indices: np.ndarray,
-    *,
-    test_fraction: float = 0.2,
-    seed: int = 0,
-) -> ClientData:
-    """Shuffle one client's ``indices`` (deterministic per ``seed``), split off
-    ``test_fraction`` as its test set (at least one sample each side), then fit the scaler on
-    the training split only and transform both splits with it.
-
-    Raises:
-        ValueError: ``test_fraction`` outside (0, 1) or fewer than 2 indices.
-    """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    indices = np.asarray(indices)
-    if len(indices) < 2:
-        raise ValueError(f"a client needs >= 2 samples to split, got {len(indices)}")
-    order = np.random.default_rng(seed).permutation(indices)
-    n_test = min(max(1, round(len(order) * test_fraction)), len(order) - 1)
-    test, train = order[:n_test], order[n_test:]
-    raw_train, raw_test = signed_log1p(X[train]), signed_log1p(X[test])
-    scaler = StandardScaler().fit(raw_train)
-    return ClientData(
-        scaler.transform(raw_train), y[train], scaler.transform(raw_test), y[test], scaler
-    )

@@ -48,7 +48,23 @@ __all__ = [
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """How clients encode and the server aggregates (see the module table)."""
+    """How clients encode their update and how the server aggregates (see the module table).
+
+    Attributes:
+        payload: ``"float32"`` (FedAvg) or ``"binary"`` (1 bit per coordinate plus per-tensor
+            scales, :func:`gradkit.comm.client_payload`).
+        threshold: the binarisation threshold, ``"median"`` (EdgeDetect) or ``"zero"``
+            (signSGD).
+        error_feedback: clients keep an error-feedback residual
+            (:class:`gradkit.comm.ErrorFeedback`).
+        rule: the server rule, ``"mean"`` or ``"majority"`` (vote per coordinate).
+        secure: votes are summed under Paillier encryption.
+
+    Example:
+        >>> from gradkit.fed.experiment import METHODS
+        >>> METHODS["edgedetect_ef"]
+        MethodSpec(payload='binary', threshold='median', error_feedback=True, rule='majority', secure=False)
+    """
 
     payload: str  # "float32" | "binary"
     threshold: str = "median"
@@ -81,23 +97,39 @@ MALFORMED = ("garbage", "truncated", "shape", "method")
 class FedConfig:
     """Data, model and training settings shared by all experiments of one simulation.
 
+    Validated on construction; travels as JSON (:func:`config_to_dict`,
+    :func:`config_from_json`) to the simulation process.
+
     Attributes:
-        num_clients: simulated Flower SuperNodes (one Dirichlet partition each).
+        num_clients: simulated Flower SuperNodes (one Dirichlet partition each; ≥ 2).
         n_samples: synthetic flows generated before cleaning (``data_path`` unset).
         data_path: CIC-IDS2017 MachineLearningCVE CSV file or directory instead of synthetic.
         data_seed: seed of the synthetic data, the partition and the client splits.
         alpha: Dirichlet concentration of the label skew.
         min_size: smallest number of samples per client.
         test_fraction: share of each client's data held out as its test split.
-        hidden: MLP width; model_seed: its initialisation.
-        local_steps, batch_size, client_lr: local SGD per round (the update is ``w_start −
-            w_end``).
+        hidden: MLP width.
+        model_seed: the MLP's initialisation seed.
+        local_steps: local SGD steps per round (the update is ``w_start − w_end``).
+        batch_size: local minibatch size.
+        client_lr: local SGD learning rate.
         server_lr: the server applies ``w ← w − server_lr · aggregate``.
         round_timeout: seconds the server waits for the replies of one round
             (``Strategy.start(timeout=...)``); missing replies count as failures.
         node_timeout: seconds to wait for enough connected nodes before a round.
         key_bits: Paillier modulus size for the secure method.
         num_cpus: CPUs Ray may use; each client actor takes one.
+
+    Raises:
+        ValueError: fewer than 2 clients, a non-positive learning rate, timeout or ``alpha``,
+            or a size below 1.
+
+    Example:
+        >>> from gradkit.fed.experiment import FedConfig, config_from_json, config_to_dict
+        >>> import json
+        >>> cfg = FedConfig(num_clients=4, n_samples=2000, min_size=20)
+        >>> config_from_json(json.dumps(config_to_dict(cfg))) == cfg
+        True
     """
 
     num_clients: int = 20
@@ -130,7 +162,8 @@ class FedConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     def data_key(self) -> tuple[Any, ...]:
-        """The fields that determine the client data (the cache key)."""
+        """The fields that determine the client data (the cache key of
+        :func:`federated_data`)."""
         return (
             self.num_clients,
             self.n_samples,
@@ -144,25 +177,40 @@ class FedConfig:
 
 @dataclass(frozen=True)
 class Experiment:
-    """One strategy run inside a simulation.
+    """One strategy run inside a simulation: a method, an attack and injected faults.
+
+    Validated on construction; travels as a dict (:meth:`to_dict`, :meth:`from_dict`) to the
+    simulation process and as a flat Flower ``ConfigRecord`` (:meth:`to_config`) to clients.
 
     Attributes:
         name: unique label (results are keyed by it).
         method: a key of :data:`METHODS`.
         rounds: federated rounds.
-        attack: one of :data:`ATTACKS`; attackers: the partition ids that attack.
+        attack: one of :data:`ATTACKS`.
+        attackers: the partition ids that attack.
         attack_scale: attackers multiply their (negated) update by this.
-        fail_partitions / fail_rounds: these clients raise ``RuntimeError`` in these rounds
-            (all rounds when ``fail_rounds`` is empty).
+        fail_partitions: these clients raise ``RuntimeError`` (in ``fail_rounds``).
+        fail_rounds: the rounds in which they fail (all rounds when empty).
         malformed: partition id → kind from :data:`MALFORMED`, sent in every round.
         min_replies: fewest valid replies a round needs; fewer → the round fails with
             :class:`~gradkit.fed.strategy.FedRoundError`.
-        client_lr, server_lr: override :class:`FedConfig`'s values for this experiment.
+        client_lr: overrides :class:`FedConfig`'s ``client_lr`` for this experiment.
+        server_lr: overrides :class:`FedConfig`'s ``server_lr`` for this experiment.
+        seed: added to ``FedConfig.model_seed`` (initial model) and to the clients' minibatch
+            seeds; the data and the partition stay those of ``FedConfig.data_seed``.
         slow: partition id → seconds the client sleeps before replying (to exercise the round
             timeout).
         round_timeout: overrides ``FedConfig.round_timeout`` for this experiment.
-        seed: added to ``FedConfig.model_seed`` (initial model) and to the clients' minibatch
-            seeds; the data and the partition stay those of ``FedConfig.data_seed``.
+
+    Raises:
+        ValueError: an unknown method, attack or malformed kind, ``rounds`` or
+            ``min_replies`` below 1, or a non-positive override.
+
+    Example:
+        >>> from gradkit.fed.experiment import Experiment
+        >>> exp = Experiment("ef", "edgedetect_ef", rounds=10, attack="signflip", attackers=(3,))
+        >>> exp.spec.error_feedback, Experiment.from_dict(exp.to_dict()) == exp
+        (True, True)
     """
 
     name: str
@@ -200,9 +248,11 @@ class Experiment:
 
     @property
     def spec(self) -> MethodSpec:
+        """The :class:`MethodSpec` of :attr:`method`."""
         return METHODS[self.method]
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-compatible dict (mapping keys as strings); :meth:`from_dict` inverts it."""
         out = dataclasses.asdict(self)
         out["malformed"] = {str(k): v for k, v in self.malformed.items()}
         out["slow"] = {str(k): float(v) for k, v in self.slow.items()}
@@ -210,6 +260,7 @@ class Experiment:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Experiment:
+        """The experiment from :meth:`to_dict`'s output (validated again)."""
         d = dict(data)
         for key in ("attackers", "fail_partitions", "fail_rounds"):
             d[key] = tuple(int(v) for v in d.get(key, ()))
@@ -235,10 +286,12 @@ class Experiment:
 
 
 def config_to_dict(cfg: FedConfig) -> dict[str, Any]:
+    """``cfg`` as a JSON-compatible dict (see the :class:`FedConfig` example)."""
     return dataclasses.asdict(cfg)
 
 
 def config_from_json(text: str) -> FedConfig:
+    """The :class:`FedConfig` from the JSON of :func:`config_to_dict` (validated again)."""
     return FedConfig(**json.loads(text))
 
 
@@ -260,15 +313,49 @@ def _federated_data(key: tuple[Any, ...]) -> tuple[tuple[ClientData, ...], int, 
 
 
 def federated_data(cfg: FedConfig) -> tuple[tuple[ClientData, ...], int, int]:
-    """``(clients, num_features, num_classes)`` for ``cfg``, cached per process (each Ray actor
-    builds it once from the seed; nothing is shipped between processes)."""
+    """The clients' data for ``cfg``: ``(clients, num_features, num_classes)``.
+
+    Behaviour: synthetic flows (:func:`gradkit.fed.data.synthetic_flows`) or the CIC-IDS2017
+    files at ``cfg.data_path``, split by :func:`gradkit.fed.partition.dirichlet_partition`,
+    then per client by :func:`gradkit.fed.partition.client_split`. Cached per process on
+    :meth:`FedConfig.data_key` (each Ray actor builds it once from the seed; nothing is
+    shipped between processes).
+
+    Args:
+        cfg: the configuration.
+
+    Returns:
+        The clients' :class:`~gradkit.fed.partition.ClientData`, the number of features and
+        the number of classes.
+
+    Example:
+        >>> from gradkit.fed.experiment import FedConfig, federated_data
+        >>> clients, f, c = federated_data(FedConfig(num_clients=3, n_samples=1500, min_size=20))
+        >>> len(clients), c, clients[0].X_train.shape[1] == f
+        (3, 8, True)
+    """
     return _federated_data(cfg.data_key())
 
 
 def minority_classes(
     clients: Sequence[ClientData], num_classes: int, share: float = 0.02
 ) -> list[int]:
-    """Classes with fewer than ``share`` of all training samples (the minority-F1 classes)."""
+    """Classes with fewer than ``share`` of all training samples (the minority-F1 classes).
+
+    Args:
+        clients: every client's data.
+        num_classes: the number of classes.
+        share: the threshold, as a share of all training samples.
+
+    Returns:
+        The class indices, ascending (classes absent from every client are left out).
+
+    Example:
+        >>> from gradkit.fed.experiment import FedConfig, federated_data, minority_classes
+        >>> clients, _, c = federated_data(FedConfig(num_clients=3, n_samples=1500, min_size=20))
+        >>> 0 in minority_classes(clients, c)                    # BENIGN is the majority
+        False
+    """
     counts = np.sum([np.bincount(c.y_train, minlength=num_classes) for c in clients], axis=0)
     total = float(np.sum(counts))
     return [k for k in range(num_classes) if 0 < counts[k] < share * total]

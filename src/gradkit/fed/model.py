@@ -25,9 +25,30 @@ __all__ = [
 
 
 def build_mlp(num_features: int, num_classes: int, hidden: int = 64, seed: int = 0) -> nn.Module:
-    """``Linear(F, hidden) → ReLU → Linear(hidden, C)``, initialised from ``seed`` (float32).
+    """The intrusion-detection MLP: ``Linear(F, hidden) → ReLU → Linear(hidden, C)``.
 
-    With the 70 features left after cleaning and 8 classes this has 5,064 parameters.
+    Behaviour: initialised from ``seed`` (float32) without touching the global RNG state.
+    With the 70 features left after cleaning and 8 classes it has 5,064 parameters. The
+    EdgeDetect paper (arXiv:2604.14663) does not give its model; this small MLP is gradkit's
+    choice for the CPU-scale ``fed`` suite.
+
+    Args:
+        num_features: input features ``F`` (≥ 1).
+        num_classes: classes ``C`` (≥ 2).
+        hidden: hidden width (≥ 1).
+        seed: initialisation seed.
+
+    Returns:
+        The ``nn.Sequential`` model.
+
+    Raises:
+        ValueError: a size out of range.
+
+    Example:
+        >>> from gradkit.fed.model import build_mlp
+        >>> model = build_mlp(70, 8)
+        >>> sum(p.numel() for p in model.parameters())
+        5064
     """
     if num_features < 1 or num_classes < 2 or hidden < 1:
         raise ValueError(
@@ -46,12 +67,42 @@ def build_mlp(num_features: int, num_classes: int, hidden: int = 64, seed: int =
 
 
 def get_weights(model: nn.Module) -> list[np.ndarray]:
-    """The parameters as float32 numpy arrays (copies), in ``model.parameters()`` order."""
+    """The parameters as float32 numpy arrays (copies), in ``model.parameters()`` order.
+
+    Behaviour: the form Flower's ``ArrayRecord`` and the strategy exchange; the inverse of
+    :func:`set_weights`.
+
+    Args:
+        model: any module.
+
+    Returns:
+        One array per parameter.
+
+    Example:
+        >>> from gradkit.fed.model import build_mlp, get_weights
+        >>> [w.shape for w in get_weights(build_mlp(3, 2, hidden=4))]
+        [(4, 3), (4,), (2, 4), (2,)]
+    """
     return [p.detach().cpu().numpy().astype(np.float32, copy=True) for p in model.parameters()]
 
 
 def set_weights(model: nn.Module, weights: Sequence[np.ndarray]) -> None:
-    """Load ``weights`` (from :func:`get_weights`) into ``model``; shapes must match."""
+    """Load ``weights`` (from :func:`get_weights`) into ``model``, in place.
+
+    Args:
+        model: the module to overwrite.
+        weights: one array per parameter, in ``model.parameters()`` order.
+
+    Raises:
+        ValueError: the number of arrays or a shape does not match.
+
+    Example:
+        >>> from gradkit.fed.model import build_mlp, get_weights, set_weights
+        >>> a, b = build_mlp(3, 2, seed=0), build_mlp(3, 2, seed=1)
+        >>> set_weights(b, get_weights(a))
+        >>> all((x == y).all() for x, y in zip(get_weights(a), get_weights(b)))
+        True
+    """
     params = list(model.parameters())
     if len(params) != len(weights):
         raise ValueError(f"expected {len(params)} weight arrays, got {len(weights)}")
@@ -74,11 +125,46 @@ def local_update(
     lr: float,
     seed: int,
 ) -> tuple[list[torch.Tensor], float]:
-    """Run ``steps`` minibatch SGD steps from the model's current weights and restore them.
+    r"""A client's local training: ``steps`` minibatch SGD steps, returned as a pseudo-gradient.
 
-    Returns the *pseudo-gradient* ``u = w_start − w_end`` (one tensor per parameter; the server
-    applies ``w ← w − η·aggregate(u)``) and the mean training loss over the steps. Minibatches
-    are drawn without replacement per epoch from a generator seeded with ``seed``.
+    Math: from the current weights :math:`w_0`, run ``steps`` SGD steps on the cross-entropy
+    to :math:`w_T`, restore :math:`w_0`, and return :math:`u = w_0 - w_T`; the server applies
+    :math:`w \leftarrow w - \eta\,\operatorname{aggregate}(u_1, \dots, u_N)` (with
+    :math:`\eta = 1` and a mean aggregate this is FedAvg). Minibatches are drawn without
+    replacement per epoch from a generator seeded with ``seed``.
+
+    Paper: FedAvg, McMahan et al., arXiv:1602.05629 (local SGD, the model delta as the
+    update); EdgeDetect (Mohammad, arXiv:2604.14663) binarises this delta. Reference
+    implementation: Flower's FedAvg examples (``flwr`` 1.42), which return the new weights
+    instead of the delta. Deviations: returning the delta, so that compression and
+    error feedback act on the update.
+
+    Args:
+        model: the model at the round's global weights (restored on return).
+        X: the client's training features.
+        y: its labels.
+        steps: local SGD steps (≥ 1).
+        batch_size: minibatch size (≥ 1).
+        lr: SGD learning rate (> 0).
+        seed: seed of the minibatch order.
+
+    Returns:
+        ``(u, mean_loss)``: one tensor per parameter, and the mean training loss over the steps.
+
+    Raises:
+        ValueError: invalid ``steps``, ``batch_size`` or ``lr``, or no training data.
+        FloatingPointError: the loss became non-finite.
+
+    Example:
+        >>> import numpy as np
+        >>> from gradkit.fed.model import build_mlp, get_weights, local_update
+        >>> model = build_mlp(4, 2, hidden=8)
+        >>> before = get_weights(model)
+        >>> X = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
+        >>> u, loss = local_update(model, X, (X[:, 0] > 0).astype(np.int64),
+        ...                        steps=5, batch_size=8, lr=0.1, seed=0)
+        >>> len(u), all((a == b).all() for a, b in zip(before, get_weights(model)))
+        (4, True)
     """
     if steps < 1 or batch_size < 1 or not lr > 0:
         raise ValueError(f"invalid local training: steps={steps}, batch_size={batch_size}, lr={lr}")
@@ -104,7 +190,7 @@ def local_update(
             raise FloatingPointError(f"local training loss became {loss.item()}")
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     update = [s - p.detach() for s, p in zip(start, model.parameters(), strict=True)]
     with torch.no_grad():
         for p, s in zip(model.parameters(), start, strict=True):
@@ -114,7 +200,22 @@ def local_update(
 
 @torch.no_grad()
 def predict(model: nn.Module, X: np.ndarray, batch: int = 8192) -> np.ndarray:
-    """Class predictions (argmax) for ``X``."""
+    """Class predictions (argmax of the logits) for ``X``, in batches, without gradients.
+
+    Args:
+        model: the classifier.
+        X: features ``[n, F]``.
+        batch: rows per forward pass.
+
+    Returns:
+        ``[n]`` int64 class indices.
+
+    Example:
+        >>> import numpy as np
+        >>> from gradkit.fed.model import build_mlp, predict
+        >>> predict(build_mlp(4, 3), np.zeros((5, 4), dtype=np.float32)).shape
+        (5,)
+    """
     out = [
         model(torch.as_tensor(X[i : i + batch], dtype=torch.float32)).argmax(1)
         for i in range(0, len(X), batch)
@@ -124,8 +225,14 @@ def predict(model: nn.Module, X: np.ndarray, batch: int = 8192) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Metrics:
-    """Accuracy, macro-F1 over the classes present in ``y_true``, per-class F1, and the mean
-    F1 over the ``minority`` classes."""
+    """Classification metrics of one evaluation.
+
+    Attributes:
+        accuracy: the share of correct predictions.
+        macro_f1: the mean F1 over the classes present in ``y_true``.
+        minority_f1: the mean F1 over the ``minority`` classes present (NaN if none).
+        per_class_f1: F1 of every class (NaN for a class absent from both arrays).
+    """
 
     accuracy: float
     macro_f1: float
@@ -136,8 +243,33 @@ class Metrics:
 def classification_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, minority: Sequence[int] = ()
 ) -> Metrics:
-    """Compute :class:`Metrics` (F1 of a class absent from both arrays is skipped in the
-    averages; a class present in ``y_true`` but never predicted has F1 0)."""
+    r"""Accuracy, macro-F1, minority-class F1 and per-class F1 from a confusion matrix.
+
+    Math: per class :math:`F_1 = 2\,TP/(2\,TP + FP + FN)`; macro-F1 averages it over the
+    classes present in ``y_true`` (a class predicted but absent there does not count; a class
+    present but never predicted has F1 0). The same definitions as scikit-learn's
+    ``f1_score(average="macro", labels=present)``, without the dependency.
+
+    Args:
+        y_true: true labels, ``[n]`` (n ≥ 1).
+        y_pred: predictions, ``[n]``.
+        num_classes: the number of classes.
+        minority: the classes averaged into ``minority_f1``.
+
+    Returns:
+        The :class:`Metrics`.
+
+    Raises:
+        ValueError: the arrays are not equal-length non-empty 1-D arrays.
+
+    Example:
+        >>> import numpy as np
+        >>> from gradkit.fed.model import classification_metrics
+        >>> m = classification_metrics(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]), 3,
+        ...                            minority=[2])
+        >>> round(m.accuracy, 2), round(m.macro_f1, 3), m.minority_f1
+        (0.75, 0.778, 1.0)
+    """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.shape != y_pred.shape or y_true.ndim != 1 or len(y_true) == 0:
         raise ValueError(f"need equal non-empty 1-D arrays, got {y_true.shape}, {y_pred.shape}")

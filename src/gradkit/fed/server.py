@@ -37,7 +37,30 @@ PROGRESS_MARK = "@@gradkit-fed-progress"
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` through a temporary file and ``os.replace``."""
+    """Write ``data`` as JSON to ``path`` atomically: a temporary file, then ``os.replace``.
+
+    Behaviour: a reader never sees a half-written file; numpy scalars are converted; NaN and
+    inf are refused (``allow_nan=False``) so the file is strict JSON. The temporary file is
+    removed if anything fails.
+
+    Args:
+        path: the destination (its directory must exist).
+        data: JSON-serialisable data (numpy integer and floating scalars allowed).
+
+    Raises:
+        TypeError: a value is not JSON-serialisable.
+        ValueError: a NaN or infinite float.
+
+    Example:
+        >>> import json, pathlib, tempfile
+        >>> import numpy as np
+        >>> from gradkit.fed.server import write_json_atomic
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = pathlib.Path(tmp) / "out.json"
+        ...     write_json_atomic(path, {"rounds": np.int64(3)})
+        ...     json.loads(path.read_text())
+        {'rounds': 3}
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -64,8 +87,36 @@ def _finite(x: float) -> float | None:
 def make_server_app(
     cfg: FedConfig, experiments: Sequence[Experiment], out_path: str | os.PathLike[str]
 ) -> ServerApp:
-    """A ``ServerApp`` whose main runs ``experiments`` in order and writes the results to
-    ``out_path`` (see :func:`gradkit.fed.simulation.run_federated` for the layout)."""
+    """A Flower ``ServerApp`` whose main runs ``experiments`` in order and writes the results.
+
+    Behaviour: for each experiment, an :class:`~gradkit.fed.strategy.EdgeDetectStrategy`
+    runs its rounds from the same initial model; after every round the global model is
+    evaluated on the union of the clients' test splits (each transformed with its own
+    client's scaler), a progress line ``@@gradkit-fed-progress <experiment> <round>
+    <rounds>`` is printed, and the results so far are written to ``out_path``
+    (:func:`write_json_atomic`). A failed experiment records its error and the next one
+    still runs. Used by :func:`gradkit.fed.simulation.run_federated`, which describes the
+    result layout.
+
+    Args:
+        cfg: the shared data, model and training settings.
+        experiments: the runs, with unique names.
+        out_path: where the results JSON goes.
+
+    Returns:
+        The ``ServerApp``.
+
+    Raises:
+        ValueError: duplicate experiment names.
+
+    Example:
+        >>> from gradkit.fed.experiment import Experiment, FedConfig
+        >>> from gradkit.fed.server import make_server_app
+        >>> app = make_server_app(FedConfig(num_clients=4),
+        ...                       [Experiment("ed", "edgedetect", rounds=2)], "out.json")
+        >>> type(app).__name__
+        'ServerApp'
+    """
     names = [e.name for e in experiments]
     if len(set(names)) != len(names):
         raise ValueError(f"experiment names must be unique, got {names}")

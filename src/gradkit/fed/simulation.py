@@ -10,13 +10,7 @@ the ServerApp writes the results to ``out.json`` atomically. The parent waits at
 wait in a run is unbounded: a round is bounded by ``FedConfig.round_timeout``, the wait for
 nodes by ``FedConfig.node_timeout``, and the whole run by ``timeout``.
 
-Example (takes about half a minute, mostly Ray start-up)::
-
-    from gradkit.fed.experiment import Experiment, FedConfig
-    from gradkit.fed.simulation import run_federated
-    out = run_federated(FedConfig(num_clients=4, n_samples=4000),
-                        [Experiment("ed", "edgedetect_ef", rounds=3)])
-    out["experiments"]["ed"]["rounds"][-1]["accuracy"]
+See :func:`run_federated` for an example.
 """
 
 from __future__ import annotations
@@ -54,7 +48,10 @@ PROGRESS_MARK = "@@gradkit-fed-progress"
 
 
 class FedRunError(RuntimeError):
-    """The simulation process failed, timed out, or wrote no results."""
+    """The simulation process failed, timed out, or wrote no results.
+
+    The message quotes the end of the child's log (Flower and Ray output).
+    """
 
 
 def _require(*, secure: bool) -> None:
@@ -78,7 +75,16 @@ def run_federated(
     on_round: Callable[[str, int, int], None] | None = None,
     log_path: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Run ``experiments`` in one Flower simulation and return the results.
+    """Run ``experiments`` in one local Flower simulation and return the results.
+
+    Behaviour: a child process (``python -m gradkit.fed.simulation``) turns Flower's
+    telemetry, update checks and tracing and Ray's usage stats off before Flower is imported,
+    starts ``flwr.simulation.run_simulation`` (Ray backend) with ``cfg.num_clients``
+    SuperNodes, the :mod:`gradkit.fed.client` app and :func:`gradkit.fed.server.make_server_app`,
+    and writes the results atomically. The parent follows the progress lines and kills the
+    child's whole process group (Ray workers included) after ``timeout`` seconds, so no wait
+    is unbounded. Reference implementation: Flower 1.42's simulation engine; the method
+    itself is :class:`gradkit.fed.strategy.EdgeDetectStrategy`.
 
     Args:
         cfg: data, model and training settings.
@@ -100,9 +106,23 @@ def run_federated(
     Raises:
         ImportError: Flower, Ray or pandas (or, for a secure experiment, phe/gmpy2) is not
             installed; the message names them and ``pip install 'gradkit[fed]'``.
-        ValueError: no experiments, or duplicate names.
+        ValueError: no experiments, duplicate names, or a non-positive ``timeout``.
         FedRunError: the child failed or exceeded ``timeout`` (the message quotes the end of
             its log).
+
+    Example:
+        A run takes about half a minute (mostly Ray start-up), so it is not run here:
+
+        >>> from gradkit.fed.experiment import Experiment, FedConfig
+        >>> from gradkit.fed.simulation import run_federated
+        >>> out = run_federated(FedConfig(num_clients=4, n_samples=4000),
+        ...                     [Experiment("ed", "edgedetect_ef", rounds=3)])  # doctest: +SKIP
+        >>> out["experiments"]["ed"]["rounds"][-1]["accuracy"]  # doctest: +SKIP
+        0.9...
+        >>> run_federated(FedConfig(num_clients=4), [])
+        Traceback (most recent call last):
+        ...
+        ValueError: run_federated needs at least one experiment
     """
     if not experiments:
         raise ValueError("run_federated needs at least one experiment")

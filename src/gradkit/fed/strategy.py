@@ -50,12 +50,33 @@ __all__ = ["EdgeDetectStrategy", "FedRoundError", "tree_bytes"]
 
 
 class FedRoundError(RuntimeError):
-    """A round could not be aggregated (too few valid replies, or no nodes in time)."""
+    """A round could not be aggregated (too few valid replies, or no nodes in time).
+
+    The message lists every failure with its node id and reason; the round is rejected, never
+    padded with missing replies.
+    """
 
 
 def tree_bytes(obj: Any) -> int:
-    """Bytes Flower transfers for an inflatable object: ``len(deflate())`` summed over the
-    object and all its descendants (``children``)."""
+    """Bytes Flower transfers for an inflatable object (a ``RecordDict``, ``ArrayRecord``, ...).
+
+    Behaviour: ``len(obj.deflate())`` summed over the object and all its descendants
+    (``children``), which is how Flower 1.42 serialises a message's content for transfer.
+
+    Args:
+        obj: a Flower inflatable object.
+
+    Returns:
+        The byte count.
+
+    Example:
+        >>> import numpy as np
+        >>> from flwr.app import Array, ArrayRecord
+        >>> from gradkit.fed.strategy import tree_bytes
+        >>> record = ArrayRecord({"payload": Array(np.zeros(1000, dtype=np.uint8))})
+        >>> tree_bytes(record) > 1000
+        True
+    """
     total = len(obj.deflate())
     for child in (obj.children or {}).values():
         total += tree_bytes(child)
@@ -76,7 +97,49 @@ class _Rejected(ValueError):
 
 
 class EdgeDetectStrategy(FedAvg):
-    """See the module doc. ``history`` holds one dict per round."""
+    r"""Flower ``FedAvg`` for gradkit.comm payloads: EdgeDetect, signSGD and FedAvg rounds.
+
+    Math: client :math:`k` sends its pseudo-gradient :math:`u_k = w - w_k^{local}` (float32 for
+    FedAvg), or the 1-bit code :math:`b_k = [u_k + e_k > \tau_k]` with per-tensor scales (the
+    median threshold of EdgeDetect or zero for signSGD; :math:`e_k` is the error-feedback
+    residual, :func:`gradkit.comm.client_payload`). The server aggregates the valid replies
+    into :math:`d`: the example-weighted mean of :math:`u_k` (FedAvg); the majority vote per
+    coordinate, :math:`d = \operatorname{median}_k(\alpha_k)\,\operatorname{sign}(\sum_k (2b_k - 1))`, ties to 0
+    (:func:`gradkit.comm.majority_vote`); or the mean of the reconstructions
+    (:func:`gradkit.comm.mean_reconstruction`); for the secure method the vote counts are
+    summed under Paillier encryption and only the aggregate is decrypted. Then
+    :math:`w \leftarrow w - \eta_s d` with :math:`\eta_s` = ``server_lr``.
+
+    Papers: EdgeDetect, N. I. S. Mohammad, arXiv:2604.14663 (2026); signSGD with majority
+    vote, Bernstein et al., arXiv:1810.05291; error feedback, Karimireddy et al.,
+    arXiv:1901.09847; FedAvg, McMahan et al., arXiv:1602.05629. Reference implementation:
+    Flower 1.42's ``FedAvg`` (the parent class: sampling, configuration, the server loop);
+    EdgeDetect has no public code, so its rules follow the paper's abstract (see
+    ``docs/comm.md``). Deviations from ``FedAvg``: ``aggregate_train`` decodes and validates
+    every reply on its own (FedAvg would average the packed bytes), a reply that fails
+    validation or a client error is recorded as a failure rather than aborting the run,
+    fewer than ``Experiment.min_replies`` valid replies raise :class:`FedRoundError`, the
+    wait for nodes is bounded by ``FedConfig.node_timeout``, and bytes are counted from the
+    real messages. ``history`` holds one dict per round (byte counts, failures, timings).
+
+    Args:
+        experiment: the run: method, attack, injected faults, ``min_replies``.
+        cfg: the shared data, model and training settings.
+        shapes: the model's parameter shapes (replies for another model are rejected).
+        key_holder: the :class:`gradkit.comm.KeyHolder` of the secure method (required for
+            it, ignored otherwise).
+
+    Raises:
+        ValueError: a secure method without ``key_holder``.
+
+    Example:
+        >>> from gradkit.fed.experiment import Experiment, FedConfig
+        >>> from gradkit.fed.strategy import EdgeDetectStrategy
+        >>> strategy = EdgeDetectStrategy(Experiment("ed", "edgedetect_ef", rounds=3),
+        ...                               FedConfig(num_clients=4), shapes=[(8, 4), (8,)])
+        >>> strategy.numel, strategy.spec.rule, strategy.history
+        (40, 'majority', [])
+    """
 
     def __init__(
         self,
@@ -112,6 +175,12 @@ class EdgeDetectStrategy(FedAvg):
     def configure_train(
         self, server_round: int, arrays: Any, config: Any, grid: Any
     ) -> Iterable[Any]:
+        """Wait (bounded) for every node, then send the model, the config and any public key.
+
+        Raises:
+            FedRoundError: fewer than ``num_clients`` nodes connected within
+                ``FedConfig.node_timeout`` seconds.
+        """
         deadline = time.monotonic() + self.cfg.node_timeout
         while len(list(grid.get_node_ids())) < self.min_available_nodes:
             if time.monotonic() > deadline:
@@ -191,6 +260,15 @@ class EdgeDetectStrategy(FedAvg):
 
     # -- aggregation --------------------------------------------------------------------
     def aggregate_train(self, server_round: int, replies: Iterable[Any]) -> tuple[Any, Any]:
+        """Validate each reply, aggregate the valid ones and apply the server step.
+
+        Returns:
+            ``(arrays, metrics)``: the new global weights and the round's metrics.
+
+        Raises:
+            FedRoundError: fewer than ``Experiment.min_replies`` valid replies (the message
+                lists every failure and its reason).
+        """
         replies = list(replies)
         failures: list[str] = []
         valid: list[tuple[Any, dict[str, float], int, int, int]] = []

@@ -123,16 +123,49 @@ def clip_thresholds(
     scope: str = "tensor",
     scales: Sequence[float] | None = None,
 ) -> list[torch.Tensor]:
-    r"""The threshold :math:`\tau` for each tensor (0-d tensors; ``inf`` where nothing is
-    clipped).
+    r"""The clipping threshold :math:`\tau` for each tensor (0-d tensors; ``inf`` where nothing
+    is clipped).
+
+    Math: with ``threshold=τ`` every tensor gets :math:`\tau`. With ``fraction=f`` the
+    :math:`k = \lfloor f n\rfloor` coordinates of largest :math:`|u_i|` are to be clipped to
+    the magnitude of the largest remaining one, :math:`\tau = |u|_{(n-k)}` (the
+    :math:`(n-k)`-th smallest), counted per tensor (``scope="tensor"``, one ``kthvalue`` each)
+    or over all tensors together (``scope="global"``, one ``kthvalue`` over a concatenated copy
+    of every magnitude). :math:`fn` is exact for decimal fractions (``0.29 * 100`` counts 29).
+
+    Paper: Pan & Li, *Toward Understanding Why Adam Converges Faster Than SGD for
+    Transformers*, arXiv:2306.00204 (2023). Reference implementation: none was found; the
+    definition follows the paper's summary. Deviations: the paper does not say whether the fraction is counted per
+    tensor or globally (both are offered; per tensor is the default).
 
     Args:
         tensors: the update directions :math:`u`.
-        threshold / fraction / scope: see the module docstring.
+        threshold: the clip value τ (exactly one of ``threshold`` and ``fraction``).
+        fraction: the top fraction of coordinates to clip, in [0, 1].
+        scope: ``"tensor"`` (default) or ``"global"``: where the fraction is counted
+            (``threshold`` ignores it).
         scales: optional positive per-tensor factors :math:`s_j` when the tensors hold
             :math:`s_j u_j` (e.g. :math:`\eta_j u_j` with per-group learning rates): a value
             threshold becomes :math:`s_j\tau`, and a global fraction is counted on
             :math:`|t_j|/s_j`. A tensor with :math:`s_j = 0` gets threshold 0.
+
+    Returns:
+        One 0-d tensor per input tensor, in its dtype and device.
+
+    Raises:
+        ValueError: both or neither of ``threshold`` and ``fraction``, a negative or
+            non-finite threshold, a fraction outside [0, 1], an unknown scope, or a
+            ``scales`` of the wrong length.
+        TypeError: a threshold or fraction that is not a real number.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.transforms import clip_thresholds
+        >>> u = [torch.tensor([4.0, 1.0, 2.0, 3.0]), torch.tensor([0.5, 8.0])]
+        >>> clip_thresholds(u, fraction=0.5)                  # per tensor
+        [tensor(2.), tensor(0.5000)]
+        >>> clip_thresholds(u, fraction=0.5, scope="global")  # over all six magnitudes
+        [tensor(2.), tensor(2.)]
     """
     _validate(threshold, fraction, scope)
     tensors = list(tensors)
@@ -171,8 +204,40 @@ def coordinate_clip(
     fraction: float | None = None,
     scope: str = "tensor",
 ) -> list[torch.Tensor]:
-    r""":math:`\operatorname{sign}(u_i)\min(|u_i|, \tau)` for each tensor (new tensors; the inputs
-    are not modified). See the module docstring for ``threshold``, ``fraction`` and ``scope``.
+    r"""Coordinate-wise clipping, :math:`\operatorname{clip}_\tau(u)_i =
+    \operatorname{sign}(u_i)\min(|u_i|, \tau)`, of each tensor (out of place).
+
+    Math: :math:`\tau` comes from :func:`clip_thresholds` (a value, or the top fraction of
+    coordinates per tensor or globally). With distinct magnitudes exactly
+    :math:`\lfloor fn\rfloor` coordinates change; coordinates tied at :math:`\tau` are left as
+    they are (they already have magnitude :math:`\tau`), and all coordinates tied above
+    :math:`\tau` are clipped. At ``fraction=1`` the result is :math:`\tau\,\operatorname{sign}(u)`
+    with the smallest magnitude as :math:`\tau`, a scaled sign step.
+
+    Paper: Pan & Li, *Toward Understanding Why Adam Converges Faster Than SGD for
+    Transformers*, arXiv:2306.00204 (2023). Reference implementation: none was found; the
+    definition follows the paper's summary. Deviations: see :func:`clip_thresholds` (the scope).
+
+    Args:
+        tensors: the update directions :math:`u` (not modified).
+        threshold: the clip value τ (exactly one of ``threshold`` and ``fraction``).
+        fraction: the top fraction of coordinates to clip, in [0, 1].
+        scope: ``"tensor"`` (default) or ``"global"``.
+
+    Returns:
+        New tensors, one per input.
+
+    Raises:
+        ValueError: see :func:`clip_thresholds`.
+        TypeError: see :func:`clip_thresholds`.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.transforms import coordinate_clip
+        >>> coordinate_clip([torch.tensor([3.0, -0.5, -2.0, 1.0])], fraction=0.5)
+        [tensor([ 1.0000, -0.5000, -1.0000,  1.0000])]
+        >>> coordinate_clip([torch.tensor([3.0, -0.5])], threshold=1.0)
+        [tensor([ 1.0000, -0.5000])]
     """
     tensors = list(tensors)
     taus = clip_thresholds(tensors, threshold=threshold, fraction=fraction, scope=scope)
@@ -184,9 +249,35 @@ def _clip(tensor: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
 
 
 class CoordinateClip(torch.optim.Optimizer):
-    """Wrap an optimizer so that its update direction is clipped coordinate-wise.
+    r"""Wrap any optimizer so that its update direction is clipped coordinate-wise.
 
-    See the module docstring for the definition, the two modes and the exactness statement.
+    Math (``mode="update"``, the paper's definition): the step becomes
+    :math:`\theta \leftarrow \theta - \eta\,\operatorname{clip}_\tau(u)`, where :math:`u` is the
+    base optimizer's direction **after preconditioning** (the momentum buffer for SGD,
+    :math:`\hat m/(\sqrt{\hat v}+\epsilon)` for Adam). The base optimizer takes its step (its
+    state evolves exactly as without clipping), the displacement
+    :math:`\Delta = \theta_{new} - \theta_{old} = -\eta u` is read back, and every coordinate
+    with :math:`|\Delta_i| > \eta\tau` is reset to
+    :math:`\theta_{old} + \operatorname{sign}(\Delta_i)\,\eta\tau`; unclipped coordinates keep the
+    base optimizer's value bit for bit. :math:`\eta` is the group's current ``lr`` (schedulers
+    scale the threshold consistently; a group with ``lr = 0`` does not move). The result equals
+    :math:`\theta - \eta\operatorname{clip}_\tau(u)` to floating-point rounding (:math:`\Delta`
+    carries one rounding). With ``mode="gradient"`` the raw gradients are clipped (on copies)
+    before the base step, and ``p.grad`` is restored afterwards.
+
+    The displacement includes everything the base step does: with decoupled weight decay
+    (``AdamW``) the clipped direction is :math:`\hat m/(\sqrt{\hat v}+\epsilon) + \lambda\theta`;
+    use ``weight_decay=0`` in the base to clip the adaptive direction alone. The wrapper shares
+    ``param_groups`` and ``state`` with the base, so LR schedulers, ``state_dict`` and
+    ``zero_grad`` behave as for the base; the clip settings are constructor arguments, not
+    state. Cost per step (``mode="update"``): two temporaries of the params' size and one
+    ``kthvalue`` per tensor (one over all magnitudes with ``scope="global"``).
+
+    Paper: Pan & Li, *Toward Understanding Why Adam Converges Faster Than SGD for
+    Transformers*, arXiv:2306.00204 (2023). Reference implementation: none was found; the
+    definition follows the paper's summary. Deviations: the paper does not say whether the fraction is counted per
+    tensor or globally (``scope``); ``mode="gradient"`` is an addition for comparison.
+    Optimizers whose ``step`` needs a closure (L-BFGS) are not supported.
 
     Args:
         optimizer: the base optimizer (``torch.optim.Adam``, ``SGD``, a gradkit optimizer, ...).
@@ -195,6 +286,22 @@ class CoordinateClip(torch.optim.Optimizer):
         fraction: clip the top ``fraction`` of coordinates instead (exactly one of the two).
         scope: ``"tensor"`` (default) or ``"global"``, where the fraction is counted.
         mode: ``"update"`` (default; after preconditioning) or ``"gradient"`` (raw gradients).
+
+    Raises:
+        TypeError: ``optimizer`` is not a ``torch.optim.Optimizer``, or a threshold or
+            fraction that is not a real number.
+        ValueError: both or neither of ``threshold`` and ``fraction``, a value out of range,
+            or an unknown ``scope`` or ``mode``.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.transforms import CoordinateClip
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
+        >>> opt = CoordinateClip(torch.optim.SGD([w], lr=0.1), threshold=1.0)
+        >>> w.grad = torch.tensor([5.0, 0.5])
+        >>> opt.step()
+        >>> w.detach()                      # the first coordinate moved lr * threshold = 0.1
+        tensor([0.9000, 0.9500])
     """
 
     def __init__(

@@ -39,11 +39,16 @@ of the returned lists are ``None`` for params the loss does not depend on.
 
 Example:
     >>> import torch
-    >>> from gradkit.transforms import hessian_vector_product
+    >>> from gradkit.transforms import hessian_vector_product, hutchinson_diagonal
     >>> w = torch.tensor([1.0, 2.0], requires_grad=True)
-    >>> loss = (w[0] ** 2) * 3 + w[0] * w[1]          # H = [[6, 1], [1, 0]]
-    >>> hessian_vector_product(loss, [w], [torch.tensor([1.0, 0.0])])
-    [tensor([6., 1.])]
+    >>> def loss():
+    ...     return 3 * w[0] ** 2 + w[0] * w[1]                 # H = [[6, 1], [1, 0]]
+    >>> [float(hessian_vector_product(loss(), [w], [e])[0][i]) for i, e in enumerate(torch.eye(2))]
+    [6.0, 0.0]
+    >>> est = hutchinson_diagonal(loss(), [w], n_samples=200, distribution="rademacher",
+    ...                           generator=torch.Generator().manual_seed(0))[0]
+    >>> torch.allclose(est, torch.tensor([6.0, 0.0]), atol=0.3)   # unbiased: 6 ± 1, 0 ± 1
+    True
 """
 
 from __future__ import annotations
@@ -144,6 +149,16 @@ def hessian_vector_product(
 ) -> list[torch.Tensor]:
     r""":math:`Hv` for the Hessian :math:`H` of the scalar ``loss`` with respect to ``params``.
 
+    Math: Pearlmutter's trick, :math:`Hv = \nabla_\theta \langle \nabla_\theta L, v\rangle`:
+    one backward pass with ``create_graph=True`` for :math:`\nabla_\theta L`, then a second one
+    through :math:`\langle\nabla_\theta L, v\rangle`. The Hessian is never formed; the cost is
+    about two backward passes. Exact up to floating point.
+
+    Paper: Pearlmutter, *Fast Exact Multiplication by the Hessian*, Neural Computation 1994;
+    used by Sophia (Liu et al., ICLR 2024, arXiv:2305.14342) for its Hutchinson estimator.
+    Reference implementation: ``torch.autograd.functional.hvp`` computes the same product;
+    this version works on a list of params and never touches ``p.grad``. Deviations: none.
+
     Args:
         loss: a scalar with its autograd graph (no backward run on it yet, or run with
             ``retain_graph=True``).
@@ -157,6 +172,15 @@ def hessian_vector_product(
     Raises:
         ValueError: ``vectors`` does not match ``params`` in length or shapes, or ``loss`` is
             not a differentiable scalar.
+        TypeError: ``loss`` is not a tensor, or ``params`` is a bare tensor.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.transforms import hessian_vector_product
+        >>> w = torch.tensor([1.0, 2.0], requires_grad=True)
+        >>> loss = (w[0] ** 2) * 3 + w[0] * w[1]          # H = [[6, 1], [1, 0]]
+        >>> hessian_vector_product(loss, [w], [torch.tensor([1.0, 0.0])])
+        [tensor([6., 1.])]
     """
     what = "hessian_vector_product"
     _check_loss(loss, what)
@@ -198,8 +222,34 @@ def hutchinson_from_grads(
     distribution: str = "gaussian",
     generator: torch.Generator | None = None,
 ) -> list[torch.Tensor | None]:
-    """:func:`hutchinson_diagonal` from first derivatives that carry their graph (as left in
-    ``p.grad`` by ``loss.backward(create_graph=True)``)."""
+    r""":func:`hutchinson_diagonal` from first derivatives that carry their graph.
+
+    Behaviour: the same estimate :math:`\frac1S\sum_s u_s\odot(Hu_s)`, but starting from
+    gradients already computed with their graph (as left in ``p.grad`` by
+    ``loss.backward(create_graph=True)``, which is how ``pytorch_optimizer.SophiaH`` and
+    :func:`gradkit.optim.sophia_refresh` obtain them), so no first backward pass is repeated.
+
+    Args:
+        grads: first derivatives with their graph, one per param (``None`` where unused).
+        params: the tensors the derivatives were taken with respect to.
+        n_samples: number :math:`S` of probe vectors.
+        distribution: ``"gaussian"`` or ``"rademacher"``.
+        generator: random generator for the probes.
+
+    Returns:
+        One detached estimate per param (``None`` where ``grads`` has ``None``).
+
+    Raises:
+        ValueError: ``n_samples`` is not an int ≥ 1, or ``distribution`` is unknown.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.transforms._hessian import hutchinson_from_grads
+        >>> w = torch.tensor([1.0, 1.0], requires_grad=True)
+        >>> (g,) = torch.autograd.grad(3.0 * (w ** 2).sum(), [w], create_graph=True)
+        >>> hutchinson_from_grads([g], [w], distribution="rademacher")   # H = 6 I
+        [tensor([6., 6.])]
+    """
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
         raise ValueError(f"Invalid n_samples: {n_samples!r} (must be an int >= 1)")
     if distribution not in DISTRIBUTIONS:
@@ -234,6 +284,18 @@ def hutchinson_diagonal(
     r"""Hutchinson estimate of the Hessian diagonal, :math:`\hat h = \frac1S\sum_s u_s \odot
     (H u_s)`.
 
+    Math: for a probe :math:`u` with independent zero-mean unit-variance entries,
+    :math:`\mathbb E[u \odot Hu]_i = \sum_j H_{ij}\mathbb E[u_iu_j] = H_{ii}`, so the estimate is
+    unbiased for :math:`\operatorname{diag}(H)`. Each probe costs one Hessian-vector product
+    (:func:`hessian_vector_product`). The estimate can be negative where :math:`H` is
+    indefinite; SophiaH guards against that in its step.
+
+    Paper: Hutchinson, *A stochastic estimator of the trace of the influence matrix*, 1989;
+    used as Sophia-H's estimator (Liu et al., ICLR 2024, arXiv:2305.14342, Algorithm 1).
+    Reference implementation: ``pytorch_optimizer==4.1.0`` ``SophiaH`` (no official SophiaH
+    exists); the Gaussian default and one sample per refresh follow it. Deviations: none; the
+    ``"rademacher"`` option (AdaHessian's choice, lower variance) is an addition.
+
     Args:
         loss: a scalar with its autograd graph.
         params: the tensors the Hessian is taken with respect to.
@@ -246,6 +308,18 @@ def hutchinson_diagonal(
     Returns:
         One detached estimate per param (``None`` where the loss does not depend on it). The
         estimate is unbiased for :math:`\operatorname{diag}(H)` and may be negative.
+
+    Raises:
+        ValueError: ``loss`` is not a differentiable scalar, ``n_samples`` is not an int ≥ 1,
+            or ``distribution`` is unknown.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.transforms import hutchinson_diagonal
+        >>> w = torch.tensor([1.0, 1.0], requires_grad=True)
+        >>> loss = 2.0 * w[0] ** 2 + 0.5 * w[1] ** 2      # diag(H) = (4, 1), H diagonal
+        >>> hutchinson_diagonal(loss, [w], distribution="rademacher")   # exact for diagonal H
+        [tensor([4., 1.])]
     """
     what = "hutchinson_diagonal"
     _check_loss(loss, what)
@@ -257,9 +331,37 @@ def hutchinson_diagonal(
 
 
 def sample_labels(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One label per position drawn from ``softmax(logits)`` over the last dimension.
+    r"""One label per position drawn from ``softmax(logits)`` over the last dimension.
 
-    Returns an ``int64`` tensor of shape ``logits.shape[:-1]`` (no gradient flows through it).
+    Math: :math:`\hat y_b \sim \operatorname{Categorical}(\operatorname{softmax}(\text{logits}_b))`
+    for every position :math:`b` (every example, or every token of a language model). These
+    are the labels of the Gauss–Newton–Bartlett estimator (:func:`gnb_gradient`): sampling from
+    the model's own distribution, not the data's, is what makes it an estimate of the
+    Gauss–Newton diagonal rather than of the empirical Fisher.
+
+    Paper: Sophia, arXiv:2305.14342 (Algorithm 2). Reference implementation: the official
+    ``train_sophiag.py`` (Liuhong99/Sophia @a7e1572) draws
+    ``Categorical(logits=logits).sample()``; this uses ``torch.multinomial`` on the softmax
+    (the same distribution, different random stream). Deviations: half-precision logits are
+    converted to float32 before the softmax.
+
+    Args:
+        logits: ``(..., classes)``.
+        generator: random generator for the draws (the global one when ``None``).
+
+    Returns:
+        An ``int64`` tensor of shape ``logits.shape[:-1]`` (no gradient flows through it).
+
+    Raises:
+        TypeError: ``logits`` is not a tensor.
+        ValueError: ``logits`` has no class dimension.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.transforms import sample_labels
+        >>> logits = torch.tensor([[0.0, 50.0, 0.0], [50.0, 0.0, 0.0]])   # near one-hot
+        >>> sample_labels(logits, generator=torch.Generator().manual_seed(0))
+        tensor([1, 0])
     """
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"logits must be a Tensor, got {type(logits).__name__}")
@@ -315,6 +417,20 @@ def gnb_gradient(
 ) -> tuple[list[torch.Tensor | None], int, torch.Tensor]:
     r"""The sampled-label gradient :math:`\hat g` of the Gauss–Newton–Bartlett estimator.
 
+    Math: with labels :math:`\hat y_b` drawn by :func:`sample_labels`,
+    :math:`\hat g = \nabla_\theta \frac1B\sum_{b=1}^B \operatorname{CE}(\text{logits}_b, \hat y_b)`
+    over the :math:`B` label positions. :math:`B\,\hat g\odot\hat g` is an unbiased estimate of
+    the Gauss–Newton diagonal of the mean cross-entropy (:func:`gnb_diagonal`).
+
+    Paper: Sophia-G, Liu et al., ICLR 2024, arXiv:2305.14342 (Algorithm 2). Reference
+    implementation: the official ``train_sophiag.py`` (Liuhong99/Sophia @a7e1572), whose
+    ``SophiaG.update_hessian`` stores :math:`\hat g\odot\hat g` without the factor :math:`B`
+    and multiplies it back in the step through ``rho * bs * h``; that is why
+    :class:`gradkit.optim.SophiaG` takes this :math:`\hat g` (and ``bs`` = the returned
+    ``n``). Deviations: the gradient is returned instead of being left in ``p.grad``
+    (``p.grad`` is never touched); clipping it (the official code clips to norm 1.0) is left
+    to the caller (``sophia_refresh(max_grad_norm=...)`` does it).
+
     Args:
         logits: model outputs of shape ``(..., classes)`` with their graph, e.g. ``(B, V)`` or a
             language model's ``(B, T, V)``; every position is one loss term.
@@ -325,6 +441,22 @@ def gnb_gradient(
         ``(grads, n, loss)``: :math:`\hat g` per param (``None`` where unused), the number
         :math:`n` of label positions averaged in the loss (what SophiaG's ``bs`` must equal),
         and the detached sampled-label loss. The graph of ``logits`` is freed.
+
+    Raises:
+        TypeError: ``logits`` is not a tensor, or ``params`` is a bare tensor.
+        ValueError: ``logits`` has no batch dimension, no label positions, or no graph.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.transforms import gnb_gradient
+        >>> model = torch.nn.Linear(4, 3)
+        >>> x = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+        >>> grads, n, loss = gnb_gradient(model(x), list(model.parameters()),
+        ...                               generator=torch.Generator().manual_seed(1))
+        >>> n, [tuple(g.shape) for g in grads]
+        (8, [(3, 4), (3,)])
+        >>> model.weight.grad is None                     # .grad untouched
+        True
     """
     return _gnb(logits, params, generator, "gnb_gradient")
 
@@ -335,10 +467,38 @@ def gnb_diagonal(
     *,
     generator: torch.Generator | None = None,
 ) -> list[torch.Tensor | None]:
-    r"""The Gauss–Newton–Bartlett diagonal estimate :math:`\hat h = n\,\hat g\odot\hat g` (paper
-    units: an unbiased estimate of the Gauss–Newton diagonal of the mean cross-entropy).
+    r"""The Gauss–Newton–Bartlett diagonal estimate :math:`\hat h = B\,\hat g\odot\hat g`.
 
-    See :func:`gnb_gradient` for the arguments.
+    Math: with :math:`\hat g` from :func:`gnb_gradient` over :math:`B` label positions,
+    :math:`\mathbb E[B\,\hat g\odot\hat g]` is the diagonal of the Gauss–Newton matrix
+    :math:`\frac1B\sum_b J_b^\top(\operatorname{diag}(p_b) - p_b p_b^\top)J_b` of the mean
+    cross-entropy (checked by the tests on a softmax regression). It is never negative.
+
+    Paper: Sophia, arXiv:2305.14342 (Algorithm 2, in the paper's units). Reference
+    implementation: the official code stores the estimate without the factor :math:`B` (see
+    :func:`gnb_gradient`); this function returns it in the paper's units, which is what
+    :class:`gradkit.optim.SophiaH` expects. Deviations: none.
+
+    Args:
+        logits: model outputs ``(..., classes)`` with their graph.
+        params: the tensors to differentiate with respect to.
+        generator: random generator for the label draws.
+
+    Returns:
+        One detached estimate per param (``None`` where the loss does not depend on it).
+
+    Raises:
+        TypeError: as :func:`gnb_gradient`.
+        ValueError: as :func:`gnb_gradient`.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.transforms import gnb_diagonal
+        >>> w = torch.zeros(2, 3, requires_grad=True)        # uniform predictions
+        >>> logits = torch.tensor([[1.0, 0.0], [0.0, 2.0]]) @ w
+        >>> (h,) = gnb_diagonal(logits, [w], generator=torch.Generator().manual_seed(0))
+        >>> h.shape, bool((h >= 0).all())
+        (torch.Size([2, 3]), True)
     """
     grads, batch, _ = _gnb(logits, params, generator, "gnb_diagonal")
     return [None if grad is None else grad * grad * batch for grad in grads]
