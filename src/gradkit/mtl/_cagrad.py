@@ -50,6 +50,13 @@ def _solve_two(b: np.ndarray, gram: np.ndarray, r: float) -> np.ndarray:
 
 
 def _project_simplex(v: np.ndarray) -> np.ndarray:
+    """Euclidean projection onto the probability simplex (sort-based, Held et al. 1974).
+
+    ``v`` is shifted by its maximum first (the projection is invariant to adding a constant to
+    every entry): without the shift, an entry near 1e17 made ``u_1 - (u_1 - 1)`` round to 0,
+    no index passed the test and the solver raised ``IndexError`` (issue 11).
+    """
+    v = v - v.max()
     u = np.sort(v)[::-1]
     css = np.cumsum(u) - 1.0
     idx = np.arange(1, v.size + 1)
@@ -102,6 +109,7 @@ def _solve_general(
         return b + (r / n) * (gram @ w)
 
     for _ in range(max_iters):
+        from_x = t == 1.0  # no momentum in y (first step, or just restarted): y == x
         fy, gy = _objective(y, b, gram, r), grad(y)
         while True:
             x_new = _project_simplex(y - step * gy)
@@ -113,9 +121,14 @@ def _solve_general(
         if f_new > fx:  # adaptive restart
             y, t = x.copy(), 1.0
             continue
+        moved = float(np.abs(x_new - x).max())
+        if moved < tol and not from_x:
+            # The extrapolated point projected back onto x (common at a vertex): that says
+            # nothing about optimality. Confirm with a plain projected-gradient step from x.
+            y, t = x.copy(), 1.0
+            continue
         t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
         y = x_new + ((t - 1) / t_new) * (x_new - x)
-        moved = float(np.abs(x_new - x).max())
         x, fx, t = x_new, f_new, t_new
         step *= 1.2
         if moved < tol:
