@@ -12,7 +12,8 @@ Every integer is little-endian, except Paillier ciphertexts (fixed-width big-end
   is bit ``i % 8`` of byte ``i // 8``, LSB first, padding bits zero), then ``G × (τ f32, α f32)``.
 
 Encrypted client frames (``kind = 1``) and encrypted aggregates (``kind = 2``) share the header
-and descriptors; their bodies are written by :mod:`gradkit.comm._paillier`.
+and descriptors; their bodies are written by :mod:`gradkit.comm._paillier` (layout in
+:mod:`gradkit.comm._paillier_frame`).
 
 :func:`decode_frame` checks every field and raises ``ValueError`` naming what is wrong (magic,
 version, kind, flags, length, checksum, shapes against the expected model, padding bits,
