@@ -70,6 +70,8 @@ class Aggregator:
 
     #: Fewest tasks the method accepts.
     min_tasks: ClassVar[int] = 1
+    #: Names of the constructor arguments, stored as attributes of the same name (``repr``).
+    hyperparameter_names: ClassVar[tuple[str, ...]] = ()
 
     def __call__(self, jacobian: torch.Tensor) -> torch.Tensor:
         check_jacobian(jacobian, min_tasks=self.min_tasks, owner=type(self).__name__)
@@ -79,8 +81,8 @@ class Aggregator:
         raise NotImplementedError
 
     def hyperparameters(self) -> dict[str, Any]:
-        """The constructor arguments, as given (shown by ``repr``)."""
-        return {}
+        """The constructor arguments, as stored (shown by ``repr``)."""
+        return {name: getattr(self, name) for name in self.hyperparameter_names}
 
     def state_dict(self) -> dict[str, Any]:
         """The aggregator's state (empty for stateless aggregators)."""
@@ -88,15 +90,24 @@ class Aggregator:
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`'s output (stateless: only an empty mapping is accepted)."""
+        self._check_state_dict(state_dict, ())
+        if state_dict:
+            raise ValueError(
+                f"Invalid state_dict for {type(self).__name__}: it is stateless, "
+                f"got keys {sorted(state_dict)}"
+            )
+
+    def _check_state_dict(self, state_dict: Any, keys: tuple[str, ...]) -> None:
+        """A mapping holding at least ``keys``; else ``TypeError``/``ValueError`` naming them."""
         if not isinstance(state_dict, Mapping):
             raise TypeError(
                 f"Invalid state_dict for {type(self).__name__}: expected a mapping, "
                 f"got {type(state_dict).__name__}"
             )
-        if state_dict:
+        missing = set(keys) - set(state_dict)
+        if missing:
             raise ValueError(
-                f"Invalid state_dict for {type(self).__name__}: it is stateless, "
-                f"got keys {sorted(state_dict)}"
+                f"Invalid state_dict for {type(self).__name__}: missing keys {sorted(missing)}"
             )
 
     def __repr__(self) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import torch
@@ -197,6 +196,8 @@ class CAGrad(Aggregator):
     precision without cvxpy. Stateless; permutation invariant.
     """
 
+    hyperparameter_names = ("c", "rescale", "norm_eps")
+
     def __init__(self, c: float = 0.5, rescale: int = 1, norm_eps: float = 1e-4) -> None:
         check.nonnegative("c", c)
         check.nonnegative("norm_eps", norm_eps)
@@ -205,9 +206,6 @@ class CAGrad(Aggregator):
         self.c = c
         self.rescale = rescale
         self.norm_eps = norm_eps
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"c": self.c, "rescale": self.rescale, "norm_eps": self.norm_eps}
 
     def _aggregate(self, jacobian: torch.Tensor) -> torch.Tensor:
         gram = (jacobian @ jacobian.T).double().cpu().numpy()

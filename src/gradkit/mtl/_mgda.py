@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from gradkit import _validation as check
@@ -67,6 +65,8 @@ class MGDA(Aggregator):
     gradient normalisations are not implemented).
     """
 
+    hyperparameter_names = ("epsilon", "max_iters")
+
     def __init__(self, epsilon: float = 1e-3, max_iters: int = 100) -> None:
         check.positive("epsilon", epsilon)
         if isinstance(max_iters, bool) or not isinstance(max_iters, int):
@@ -75,9 +75,6 @@ class MGDA(Aggregator):
             raise ValueError(f"Invalid max_iters: {max_iters} (must be >= 1)")
         self.epsilon = epsilon
         self.max_iters = max_iters
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"epsilon": self.epsilon, "max_iters": self.max_iters}
 
     def _aggregate(self, jacobian: torch.Tensor) -> torch.Tensor:
         weights = mgda_weights(gramian_list(jacobian), float(self.epsilon), self.max_iters)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from gradkit.mtl._base import Aggregator
@@ -63,6 +61,8 @@ class PCGrad(Aggregator):
     projected onto (its Gramian row is zero, so it never conflicts).
     """
 
+    hyperparameter_names = ("reduction",)
+
     def __init__(self, reduction: str = "sum", generator: torch.Generator | None = None) -> None:
         if reduction not in REDUCTIONS:
             raise ValueError(f"Invalid reduction: {reduction!r} (must be one of {REDUCTIONS})")
@@ -72,9 +72,6 @@ class PCGrad(Aggregator):
             )
         self.reduction = reduction
         self.generator = generator
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"reduction": self.reduction}
 
     def _aggregate(self, jacobian: torch.Tensor) -> torch.Tensor:
         weights = pcgrad_weights(gramian_list(jacobian), self.generator)

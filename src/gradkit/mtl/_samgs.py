@@ -124,6 +124,16 @@ class SAMGS(Aggregator):
     State: ``step``, ``m`` (``K × P``), ``h``; :meth:`state_dict` resumes exactly.
     """
 
+    hyperparameter_names = (
+        "gamma",
+        "beta1",
+        "beta2",
+        "eps",
+        "include_diagonal",
+        "scale_by_num_tasks",
+        "max_norm",
+    )
+
     min_tasks = 2
 
     def __init__(
@@ -167,17 +177,6 @@ class SAMGS(Aggregator):
         self.last_psi: float | None = None
         self.last_equalised: bool | None = None
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {
-            "gamma": self.gamma,
-            "beta1": self.beta1,
-            "beta2": self.beta2,
-            "eps": self.eps,
-            "include_diagonal": self.include_diagonal,
-            "scale_by_num_tasks": self.scale_by_num_tasks,
-            "max_norm": self.max_norm,
-        }
-
     def _aggregate(self, jacobian: torch.Tensor) -> torch.Tensor:
         m = self.m
         if m is None:
@@ -219,13 +218,7 @@ class SAMGS(Aggregator):
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(
-                f"Invalid state_dict for SAMGS: expected a mapping, got {type(state_dict).__name__}"
-            )
-        missing = {"step", "m", "h"} - set(state_dict)
-        if missing:
-            raise ValueError(f"Invalid state_dict for SAMGS: missing keys {sorted(missing)}")
+        self._check_state_dict(state_dict, ("step", "m", "h"))
         m = state_dict["m"]
         if m is not None and (not isinstance(m, torch.Tensor) or m.dim() != 2):
             raise ValueError("Invalid state_dict for SAMGS: 'm' must be None or a 2-D tensor")

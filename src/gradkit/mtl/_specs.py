@@ -33,6 +33,13 @@ from gradkit.mtl._samgs import SAMGS
 __all__ = ["builtin_specs"]
 
 
+def _invalid(**bad: object) -> list[ErrorInput]:
+    """One constructor call per bad value; each must raise ``ValueError("Invalid <name>: ...")``."""
+    return [
+        ErrorInput({name: value}, ValueError, rf"Invalid {name}\b") for name, value in bad.items()
+    ]
+
+
 def builtin_specs() -> list[AggregatorSpec]:
     """Registry entries of the aggregators that ship with gradkit, in display order."""
     return [
@@ -57,7 +64,7 @@ def builtin_specs() -> list[AggregatorSpec]:
             configs=[{}, {"reduction": "mean"}],
             seeded=True,
             permutation_invariant=False,
-            error_inputs=[ErrorInput({"reduction": "max"}, ValueError, r"Invalid reduction")],
+            error_inputs=_invalid(reduction="max"),
         ),
         AggregatorSpec(
             name="cagrad",
@@ -66,10 +73,7 @@ def builtin_specs() -> list[AggregatorSpec]:
             "NeurIPS 2021 (arXiv:2110.14048)",
             summary="conflict-averse gradient descent",
             configs=[{}, {"c": 0.2}, {"c": 2.0, "rescale": 0}],
-            error_inputs=[
-                ErrorInput({"c": -1.0}, ValueError, r"Invalid c"),
-                ErrorInput({"rescale": 3}, ValueError, r"Invalid rescale"),
-            ],
+            error_inputs=_invalid(c=-1.0, rescale=3),
         ),
         AggregatorSpec(
             name="mgda",
@@ -78,10 +82,7 @@ def builtin_specs() -> list[AggregatorSpec]:
             "Optimization, NeurIPS 2018 (arXiv:1810.04650)",
             summary="min-norm point of the convex hull of the task gradients",
             configs=[{}, {"epsilon": 1e-5, "max_iters": 7}],
-            error_inputs=[
-                ErrorInput({"epsilon": 0.0}, ValueError, r"Invalid epsilon"),
-                ErrorInput({"max_iters": 0}, ValueError, r"Invalid max_iters"),
-            ],
+            error_inputs=_invalid(epsilon=0.0, max_iters=0),
         ),
         AggregatorSpec(
             name="samgs",
@@ -96,10 +97,7 @@ def builtin_specs() -> list[AggregatorSpec]:
             ],
             stateful=True,
             min_tasks=2,
-            error_inputs=[
-                ErrorInput({"gamma": -1.0}, ValueError, r"Invalid gamma"),
-                ErrorInput({"beta1": 1.5}, ValueError, r"Invalid beta1"),
-            ],
+            error_inputs=_invalid(gamma=-1.0, beta1=1.5),
         ),
         AggregatorSpec(
             name="gcond",
@@ -113,9 +111,6 @@ def builtin_specs() -> list[AggregatorSpec]:
                 {"buffer_dtype": torch.float64, "return_raw_grad": True},
             ],
             stateful=True,
-            error_inputs=[
-                ErrorInput({"dominance_mode": "x"}, ValueError, r"Invalid dominance_mode"),
-                ErrorInput({"accumulation_steps": 0}, ValueError, r"Invalid accumulation_steps"),
-            ],
+            error_inputs=_invalid(dominance_mode="x", accumulation_steps=0),
         ),
     ]
