@@ -211,7 +211,7 @@ def test_check_aggregator_names_the_failed_check() -> None:
         check_aggregator(FirstTaskHeavy)
     with pytest.raises(
         AssertionError,
-        match=r"check 'shape_and_dtype' failed: SAMGS raised ValueError: .*1 \(must be >= 2",
+        match=r"check 'shape_and_dtype' failed: raised ValueError: .*SAMGS: 1 \(must be >= 2",
     ):
         check_aggregator(SAMGS, stateful=True)
 

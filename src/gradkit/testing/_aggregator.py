@@ -17,7 +17,7 @@ from typing import Any, cast
 import torch
 
 from gradkit._specs import AggregatorSpec, ErrorInput
-from gradkit.testing._harness import expect_error, save_load
+from gradkit.testing._harness import expect_error, run_named_checks, save_load
 
 __all__ = [
     "aggregator_checks",
@@ -487,25 +487,20 @@ def check_aggregator(
                 "check_aggregator expects an AggregatorSpec or a factory (a class or function "
                 f"returning an aggregator), got {type(aggregator).__name__}"
             )
+        claims: dict[str, Any] = {
+            "permutation_invariant": permutation_invariant,
+            "non_conflicting": non_conflicting,
+            "stateful": stateful,
+            "seeded": seeded,
+            "min_tasks": min_tasks,
+        }
         spec = AggregatorSpec(
             name=str(name or getattr(aggregator, "__name__", type(aggregator).__name__)),
             cls=cast(type, aggregator),
             paper="",
             summary="",
             configs=list(configs),
-            permutation_invariant=permutation_invariant,
-            non_conflicting=non_conflicting,
-            stateful=stateful,
-            seeded=seeded,
-            min_tasks=min_tasks,
             error_inputs=list(error_inputs),
+            **claims,
         )
-    for check_name, run in aggregator_checks(spec):
-        try:
-            run()
-        except AssertionError as error:
-            raise AssertionError(f"check {check_name!r} failed: {error}") from None
-        except Exception as error:
-            raise AssertionError(
-                f"check {check_name!r} failed: {spec.name} raised {type(error).__name__}: {error}"
-            ) from error
+    run_named_checks(aggregator_checks(spec), other_errors=True)

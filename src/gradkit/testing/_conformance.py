@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from gradkit._specs import ErrorInput, OptimizerSpec
-from gradkit.testing._harness import configs_of
+from gradkit.testing._harness import configs_of, run_named_checks
 from gradkit.testing._optimizer_api import (
     check_add_param_group,
     check_closure,
@@ -155,8 +155,4 @@ def check_optimizer(
             has_weight_decay=has_weight_decay,
             validates_group_overrides=validates_group_overrides,
         )
-    for name, run in conformance_checks(spec, fused=fused):
-        try:
-            run()
-        except AssertionError as error:
-            raise AssertionError(f"check {name!r} failed: {error}") from None
+    run_named_checks(conformance_checks(spec, fused=fused))

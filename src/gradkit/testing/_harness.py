@@ -199,3 +199,21 @@ def assert_lockstep(
             what(str(step)),
             exact=True,
         )
+
+
+def run_named_checks(
+    checks: Sequence[tuple[str, Callable[[], None]]], *, other_errors: bool = False
+) -> None:
+    """Run ``checks`` in order; the first failure is re-raised as ``AssertionError("check
+    'name' failed: ...")``. With ``other_errors``, any other exception counts as a failure too."""
+    for name, run in checks:
+        try:
+            run()
+        except AssertionError as error:
+            raise AssertionError(f"check {name!r} failed: {error}") from None
+        except Exception as error:
+            if not other_errors:
+                raise
+            raise AssertionError(
+                f"check {name!r} failed: raised {type(error).__name__}: {error}"
+            ) from error
