@@ -66,6 +66,22 @@ class Aggregator:
     hyper-parameters in :meth:`hyperparameters` (used by ``repr``). Stateless aggregators
     inherit the empty :meth:`state_dict`; stateful ones override both state methods so that a
     checkpoint (``torch.save`` then ``torch.load(weights_only=True)``) resumes exactly.
+    :func:`gradkit.testing.check_aggregator` certifies a subclass.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.mtl import Aggregator
+        >>> class Normalised(Aggregator):
+        ...     hyperparameter_names = ("eps",)
+        ...     def __init__(self, eps: float = 1e-12) -> None:
+        ...         self.eps = eps
+        ...     def _aggregate(self, jacobian):
+        ...         norms = jacobian.norm(dim=1, keepdim=True) + self.eps
+        ...         return (jacobian / norms).mean(dim=0)
+        >>> Normalised()(torch.tensor([[3.0, 4.0], [0.0, -2.0]])).tolist()
+        [0.30000001192092896, -0.09999999403953552]
+        >>> Normalised()
+        Normalised(eps=1e-12)
     """
 
     #: Fewest tasks the method accepts.

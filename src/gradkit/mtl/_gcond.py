@@ -91,8 +91,27 @@ class GCond(Aggregator):
     default (the code's bfloat16 is ``buffer_dtype=torch.bfloat16``). The README recommends
     an optimizer without momentum on top (e.g. AdamW ``betas=(0.0, 0.95)``).
 
-    Not implemented: the Lion/LARS trust-ratio output mode and ``freeze_bn`` (the caller
-    controls ``model.train()/eval()``). ``aggregator(jacobian)`` is ``accumulate`` + ``step``.
+    ``aggregator(jacobian)`` is ``accumulate`` + ``step``. Stateful (:meth:`state_dict`
+    round-trips the norm EMA, previous gradients, momentum, arbitration history and any pending
+    accumulation); permutation invariant; accepts ``K >= 1`` (one task: the momentum of its
+    gradient).
+
+    Paper: arXiv:2509.07252. Reference implementation: the official code
+    (AlevLab-dev/GCond, ``grad_conductor.py``).
+
+    Deviations: float32 buffers by default (``buffer_dtype``; the code uses bfloat16). Not
+    implemented: the Lion/LARS trust-ratio output mode and ``freeze_bn`` (the caller controls
+    ``model.train()/eval()``).
+
+    Example:
+        >>> import torch
+        >>> from gradkit.mtl import GCond
+        >>> gcond = GCond()
+        >>> jac = torch.tensor([[1.0, 0.0], [-1.0, 1.0]])  # cosine -0.71: a conflict to resolve
+        >>> [round(x, 4) for x in gcond(jac).tolist()]
+        [0.2326, 1.5]
+        >>> gcond.step_count, gcond.history  # task 1 won the arbitration
+        (1, [1])
     """
 
     hyperparameter_names = (

@@ -118,10 +118,34 @@ class SAMGS(Aggregator):
         max_norm: ``None`` (default); a float clips ``‖d‖`` to it after the ×K scaling, like
             the repo's built-in ``clip_grad_norm_(shared, 1.0)`` (``max_norm=1.0`` for parity).
 
-    For repo parity use ``SAMGS(gamma, scale_by_num_tasks=True, max_norm=1.0)``. Zero task
-    gradients are guarded (skipped in Ψ, 1e-12 added to the equalisation denominators; the
-    repo returns NaN). Needs ``K >= 2``; ``K`` and ``P`` must stay fixed across steps.
-    State: ``step``, ``m`` (``K × P``), ``h``; :meth:`state_dict` resumes exactly.
+    Needs ``K >= 2``; ``K`` and ``P`` must stay fixed across steps. State: ``step``, ``m``
+    (``K × P``), ``h``; :meth:`state_dict` resumes exactly. Permutation invariant; not
+    non-conflicting.
+
+    Paper: arXiv:2506.06130. Reference implementation: the official code (ThomBors/samgs).
+    For parity with it use ``SAMGS(gamma, scale_by_num_tasks=True, max_norm=1.0)``.
+
+    Deviations (each a flag or a guard): the repo's ×K scaling and its built-in norm
+    clipping are off by default (``scale_by_num_tasks``, ``max_norm``). Ψ over ``i < j`` is the
+    code's; ``include_diagonal=True`` gives the paper's. Zero task gradients are guarded:
+    they are skipped in Ψ and 1e-12 is added to the equalisation denominators, where the repo
+    returns NaN. In the momentum branch :math:`\sqrt{\hat h}` can be small (Ψ near 1), so
+    the update can be many times the gradient. Clip it (``max_norm``) or use an optimizer
+    that normalises the step.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.mtl import SAMGS
+        >>> samgs = SAMGS(max_norm=1.0)
+        >>> jac = torch.tensor([[1.0, 0.0], [-1.0, 1.0]])
+        >>> [round(x, 4) for x in samgs(jac).tolist()]  # momentum branch, clipped to norm 1
+        [0.0, 1.0]
+        >>> samgs.step, round(samgs.last_psi, 4), samgs.last_equalised
+        (1, 0.9428, False)
+        >>> resumed = SAMGS(max_norm=1.0)
+        >>> resumed.load_state_dict(samgs.state_dict())
+        >>> torch.equal(resumed(jac), samgs(jac))
+        True
     """
 
     hyperparameter_names = (
