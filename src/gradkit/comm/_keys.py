@@ -76,14 +76,30 @@ def _ciphertext_bytes(n: int) -> int:
 
 def public_key_bytes(public_key: Any) -> bytes:
     """Serialise a public key: ``b"GKPK"``, ``version u8 = 1``, ``length L u32`` (LE), then ``n``
-    as ``L`` big-endian bytes (``g = n + 1`` is implied, as in phe)."""
+    as ``L`` big-endian bytes (``g = n + 1`` is implied, as in phe).
+
+    Example:
+        >>> from phe import paillier
+        >>> from gradkit.comm import load_public_key, public_key_bytes
+        >>> key = paillier.PaillierPublicKey((1 << 2047) + 1)  # any 2048-bit modulus, for show
+        >>> data = public_key_bytes(key)
+        >>> data[:4], len(data), load_public_key(data).n == key.n
+        (b'GKPK', 265, True)
+    """
     n = _modulus(public_key, "public_key_bytes")
     body = n.to_bytes((n.bit_length() + 7) // 8, "big")
     return _PK_HEADER.pack(_PK_MAGIC, 1, len(body)) + body
 
 
 def load_public_key(data: bytes) -> Any:
-    """Parse :func:`public_key_bytes` into a ``phe.paillier.PaillierPublicKey``."""
+    """Parse :func:`public_key_bytes` into a ``phe.paillier.PaillierPublicKey``.
+
+    Raises:
+        ValueError: wrong magic or version, trailing bytes, or a modulus under
+            :data:`MIN_KEY_BITS` bits.
+
+    Example: see :func:`public_key_bytes`.
+    """
     paillier = _phe()
     reader = Reader(data, "public key")
     magic, version, length = reader.unpack(_PK_HEADER, "public key header")

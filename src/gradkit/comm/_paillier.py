@@ -124,6 +124,27 @@ def encrypt_update(
         num_clients: the largest number of clients whose payloads will be summed (sets the slot
             width); the server refuses more payloads than this.
         encrypt_scales: encrypt ``(τ, α)`` as fixed-point instead of sending them in clear.
+
+    Returns:
+        The frame bytes: the plaintext header and descriptors, then the packed vote
+        ciphertexts (and the scale ciphertexts, or the scales in clear).
+
+    Paper: Paillier, "Public-Key Cryptosystems Based on Composite Degree Residuosity Classes",
+    EUROCRYPT 1999 (no arXiv), with the votes packed into slots of one plaintext. Reference
+    implementation: python-paillier (``phe`` 1.5), whose ``raw_encrypt`` this uses.
+
+    Deviations: no ``EncodedNumber``. The votes are raw non-negative integers in slots sized so
+    that the sum of ``num_clients`` clients never carries across slots or wraps modulo ``n``
+    (:class:`PackingPlan`). The threat model is in the module docstring.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.comm import KeyHolder, binarize, encrypt_update, encrypted_frame_info
+        >>> holder = KeyHolder(2048)
+        >>> frame = encrypt_update(binarize([torch.randn(1000)]), holder.public_key, num_clients=10)
+        >>> info = encrypted_frame_info(frame)
+        >>> info["slot_bits"], info["slots_per_ciphertext"], info["vote_ciphertexts"]
+        (4, 511, 2)
     """
     if not isinstance(update, BinaryUpdate):
         raise TypeError(
@@ -171,6 +192,22 @@ class SecureAggregator:
     Args:
         public_key: the shared public key; anything with an int attribute ``n`` (>= 2048 bits)
             works, e.g. the result of :func:`load_public_key` — the server never needs more.
+
+    The server's whole job is the homomorphic sum: the product of the ciphertexts modulo
+    ``n²``, which decrypts to the sum of the plaintexts (Paillier, EUROCRYPT 1999; python-paillier's
+    ``EncryptedNumber.__add__`` on raw ciphertexts). See the module docstring for the threat
+    model.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.comm import KeyHolder, SecureAggregator, binarize, encrypt_update
+        >>> holder = KeyHolder(2048)
+        >>> server = SecureAggregator(holder.public_key)
+        >>> frames = [encrypt_update(binarize([torch.tensor(v)], threshold="zero"),
+        ...                          holder.public_key, num_clients=2)
+        ...           for v in ([1.0, -1.0], [1.0, 1.0])]
+        >>> holder.decrypt_aggregate(server.aggregate(frames)).plus_counts.tolist()
+        [2, 1]
     """
 
     def __init__(self, public_key: Any) -> None:

@@ -143,7 +143,10 @@ def _check_plan(
 
 
 def encrypted_frame_info(data: bytes) -> dict[str, int]:
-    """Counts from an encrypted client frame or aggregate, without decrypting (for accounting)."""
+    """Counts from an encrypted client frame or aggregate, without decrypting (for accounting).
+
+    Example: see :func:`gradkit.comm.encrypt_update`.
+    """
     reader = Reader(data)
     magic_kind = data[5] if len(data) > 5 else -1
     header = decode_header(reader, kinds=(KIND_ENCRYPTED, KIND_AGGREGATE))
