@@ -151,6 +151,10 @@ def encode_frame(update: BinaryUpdate) -> bytes:
         True
         >>> torch.equal(decode_frame(data).bits, b.bits)
         True
+
+    The format is gradkit's own (no paper): a checked header (magic, version, kind, flags,
+    shapes, CRC32) around EdgeDetect's payload of ``ceil(d/8)`` sign bytes plus ``(τ, α)`` per
+    group (arXiv:2604.14663's "32×"). docs/comm.md gives the byte layout.
     """
     frame = encode_header(KIND_PLAIN, flags_for(update), update)
     bits = update.bits.detach().cpu().contiguous().numpy()

@@ -98,7 +98,12 @@ def load_public_key(data: bytes) -> Any:
         ValueError: wrong magic or version, trailing bytes, or a modulus under
             :data:`MIN_KEY_BITS` bits.
 
-    Example: see :func:`public_key_bytes`.
+    Example:
+        >>> from phe import paillier
+        >>> from gradkit.comm import load_public_key, public_key_bytes
+        >>> n = (1 << 2047) + 1  # any 2048-bit modulus, for show
+        >>> load_public_key(public_key_bytes(paillier.PaillierPublicKey(n))).n == n
+        True
     """
     paillier = _phe()
     reader = Reader(data, "public key")

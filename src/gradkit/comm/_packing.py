@@ -30,6 +30,12 @@ class PackingPlan:
     slot, or when a packed sum could reach ``n`` (``slots_per_ciphertext × slot_bits >
     key_bits − 1``): phe would wrap it silently modulo ``n``.
 
+    Packing: ``m = Σ_j v_j·2^{j·w}`` with slot width ``w = bitlen(N·max_value)``, so the sum of
+    ``N`` packed plaintexts is the packed sum and never carries across slots. This is the
+    standard slot packing of additive HE (e.g. the packed Paillier of secure-aggregation
+    papers); no reference code is followed. There is no deviation from exact integer
+    arithmetic: every bound is checked, not assumed.
+
     Example:
         >>> from gradkit.comm import PackingPlan
         >>> plan = PackingPlan(key_bits=2048, num_clients=10)

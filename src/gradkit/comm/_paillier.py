@@ -286,6 +286,12 @@ class KeyHolder:
         min_clients: smallest aggregate it agrees to decrypt (default 2).
         private_key: an existing ``phe`` private key to use instead of generating one.
 
+    Decryption is Paillier's (EUROCRYPT 1999) through python-paillier's ``raw_decrypt``. The
+    decrypted aggregate is unpacked into per-coordinate vote counts ``c_j``, and the update is
+    ``scale · sign(2c_j − K)`` (:func:`gradkit.comm.majority_vote` on the counts). Deviation
+    from a threshold scheme: one party holds the whole private key (``phe`` has no threshold
+    decryption), so it must not collude with the server (see the module docstring).
+
     Example:
         >>> import torch
         >>> from gradkit.comm import KeyHolder, SecureAggregator, binarize, encrypt_update

@@ -145,7 +145,13 @@ def _check_plan(
 def encrypted_frame_info(data: bytes) -> dict[str, int]:
     """Counts from an encrypted client frame or aggregate, without decrypting (for accounting).
 
-    Example: see :func:`gradkit.comm.encrypt_update`.
+    Example:
+        >>> import torch
+        >>> from gradkit.comm import KeyHolder, binarize, encrypt_update, encrypted_frame_info
+        >>> key = KeyHolder(2048).public_key
+        >>> info = encrypted_frame_info(encrypt_update(binarize([torch.ones(3)]), key, num_clients=3))
+        >>> info["kind"], info["numel"], info["clients"], info["ciphertext_bytes"]
+        (1, 3, 1, 512)
     """
     reader = Reader(data)
     magic_kind = data[5] if len(data) > 5 else -1
