@@ -39,10 +39,12 @@ class Mean(Aggregator):
     Reference implementation: ``torchjd.aggregation.Mean`` (TorchJD 0.18); no deviation.
 
     Example:
-        >>> import torch
-        >>> from gradkit.mtl import Mean
-        >>> Mean()(torch.tensor([[1.0, 0.0], [-1.0, 1.0]])).tolist()
-        [0.0, 0.5]
+        >>> import torch  # the gradient of the mean loss, through mtl_backward
+        >>> from gradkit.mtl import Mean, mtl_backward
+        >>> w = torch.tensor([1.0, 2.0], requires_grad=True)
+        >>> losses = [w.sum(), (w * w).sum()]  # gradients [1, 1] and [2, 4]
+        >>> mtl_backward(losses, [w], Mean()).tolist(), w.grad.tolist()
+        ([1.5, 2.5], [1.5, 2.5])
     """
 
     def _aggregate(self, jacobian: torch.Tensor) -> torch.Tensor:
