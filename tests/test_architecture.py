@@ -230,7 +230,10 @@ def test_importing_a_low_floor_loads_nothing_above_it(package: str) -> None:
 
 # ---------------------------------------------------------------------------- file sizes
 def test_no_source_file_over_600_lines() -> None:
-    """No file under src/ over 600 lines (split by topic). Lists every offender."""
+    """No file under src/ over 600 lines (split by topic). Lists every offender.
+
+    Expected to fail until the optim and bench splits of issue 10 land (when this test was
+    written: bench/suites/fed.py, optim/_adabelief.py, optim/_adamp.py, optim/_sophia.py)."""
     sizes = [
         (path, len(path.read_text(encoding="utf-8").splitlines()))
         for path in sorted(SRC.rglob("*.py"))
