@@ -1,7 +1,8 @@
 """Floors: which gradkit package may import which (docs/architecture.md draws the picture).
 
 An ``ast`` scan of every module under ``src/gradkit`` (imports inside functions and under
-``TYPE_CHECKING`` included) gives the import graph. The tests fail on
+``TYPE_CHECKING`` included, and ``importlib.import_module`` of a gradkit path written as a
+string) gives the import graph. The tests fail on
 
 * an import from a lower floor to a higher one (an *upward* import), or of/from a package that
   has no floor yet (place it in :data:`FLOORS` and in docs/architecture.md);
@@ -15,6 +16,7 @@ from __future__ import annotations
 import ast
 import itertools
 import os
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -75,7 +77,8 @@ def _imports(path: Path) -> list[tuple[str, int]]:
     is_package = path.name == "__init__.py"
     package = module if is_package else module.rpartition(".")[0]
     out: list[tuple[str, int]] = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             out += [(alias.name, node.lineno) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -89,7 +92,28 @@ def _imports(path: Path) -> list[tuple[str, int]]:
                 out += [(f"gradkit.{alias.name}", node.lineno) for alias in node.names]
             else:
                 out.append((target, node.lineno))
+    if _calls_import_module(tree):
+        # importlib.import_module("gradkit.x") by a string: count every gradkit module path
+        # written as a string constant in this module as an import.
+        out += [
+            (node.value, node.lineno)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and re.fullmatch(r"gradkit(\.\w+)+", node.value)
+        ]
     return [(name, line) for name, line in out if name.split(".")[0] == "gradkit"]
+
+
+def _calls_import_module(tree: ast.AST) -> bool:
+    return any(
+        isinstance(node, ast.Call)
+        and (
+            (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
+            or (isinstance(node.func, ast.Name) and node.func.id in ("import_module", "__import__"))
+        )
+        for node in ast.walk(tree)
+    )
 
 
 def _unit(module: str) -> str:
@@ -200,6 +224,27 @@ def test_the_checks_catch_an_upward_import_and_a_cycle() -> None:
     assert _find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
     assert _unit("gradkit.optim._adamp") == "optim" and _unit("gradkit") == "gradkit"
     assert FLOORS["mtl"] < FLOORS["optim"] < FLOORS["registry"] < FLOORS["testing"]
+
+
+def test_the_scan_sees_function_level_and_string_imports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A synthetic core module with an upward import hidden in a function and another by a
+    string: the scan reports both edges, and both are upward."""
+    core = tmp_path / "gradkit" / "mtl"
+    core.mkdir(parents=True)
+    (core / "_bad.py").write_text(
+        "import importlib\n\n"
+        "def f():\n"
+        "    from gradkit.optim import DiffGrad\n"
+        "    from .. import registry\n"
+        "    return importlib.import_module('gradkit.cli'), DiffGrad, registry\n"
+    )
+    monkeypatch.setattr(sys.modules[__name__], "SRC", tmp_path)
+    scan = {_module_name(core / "_bad.py"): _imports(core / "_bad.py")}
+    edges = set(_package_edges(scan))
+    assert edges == {("mtl", "optim"), ("mtl", "registry"), ("mtl", "cli")}
+    assert all(FLOORS[b] > FLOORS[a] for a, b in edges)
 
 
 # ---------------------------------------------------------------------------- what loads
