@@ -40,6 +40,13 @@ class AggregateResult:
             the clients' α, or their mean when the scales were encrypted); for ``rule="mean"``,
             the mean α (informational).
         rule: ``"majority"`` or ``"mean"``.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.comm import binarize, majority_vote
+        >>> r = majority_vote([binarize([torch.tensor([1.0, -1.0])], threshold="zero")] * 3)
+        >>> r.num_clients, r.plus_counts.tolist(), r.rule
+        (3, [3, 0], 'majority')
     """
 
     update: list[torch.Tensor]
@@ -105,6 +112,14 @@ def majority_vote(updates: Sequence[BinaryUpdate]) -> AggregateResult:
         ...            for v in ([1.0, -2.0, 3.0], [1.0, 2.0, -3.0])]
         >>> majority_vote(clients).update[0].tolist()   # median α = 2; coords 1, 2 tie
         [2.0, 0.0, 0.0]
+
+    Paper: Bernstein et al., "signSGD with Majority Vote is Communication Efficient and Fault
+    Tolerant", arXiv:1810.05291. Reference implementation: the paper's algorithm (a sign per
+    coordinate, the sign of the sum of the votes).
+
+    Deviations: the paper's update is the bare sign with the learning rate as its scale.
+    gradkit multiplies it by the median of the clients' ``α`` (per tensor), so the step has the
+    gradient's magnitude; ties give 0. This scale is gradkit's choice (docs/comm.md).
     """
     first = check_compatible(updates)
     alphas = torch.stack([u.alpha for u in updates])
@@ -112,7 +127,19 @@ def majority_vote(updates: Sequence[BinaryUpdate]) -> AggregateResult:
 
 
 def mean_reconstruction(updates: Sequence[BinaryUpdate]) -> AggregateResult:
-    """Mean of the clients' reconstructions ``mean_k p̂_k`` (summed in float32)."""
+    """Mean of the clients' reconstructions ``mean_k p̂_k`` (summed in float32).
+
+    This is EdgeDetect's ``"mean"`` server rule as gradkit implements it (docs/comm.md): the
+    unbiased counterpart of :func:`majority_vote`, with no vote.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.comm import binarize, mean_reconstruction
+        >>> clients = [binarize([torch.tensor(v)], threshold="zero")
+        ...            for v in ([1.0, -1.0], [3.0, 3.0])]
+        >>> mean_reconstruction(clients).update[0].tolist()  # mean of [1, -1] and [3, 3]
+        [2.0, 1.0]
+    """
     first = check_compatible(updates)
     total = [torch.zeros(shape, dtype=torch.float32) for shape in first.shapes]
     for u in updates:
@@ -141,6 +168,19 @@ def aggregate(
         ValueError: no payloads, an unknown rule, a malformed frame (the message starts with the
             payload's index), clients that disagree on shapes/dtypes/granularity/reconstruction,
             or an encrypted frame (use :class:`SecureAggregator` and :class:`KeyHolder`).
+
+    Rules: ``"majority"`` is signSGD with majority vote (Bernstein et al., arXiv:1810.05291),
+    see :func:`majority_vote`; ``"mean"`` is the mean of the clients' reconstructions, see
+    :func:`mean_reconstruction`.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.comm import aggregate, binarize, encode_frame
+        >>> frames = [encode_frame(binarize([torch.tensor(v)], threshold="zero"))
+        ...           for v in ([1.0, -2.0, 3.0], [1.0, 2.0, -3.0], [2.0, -1.0, -3.0])]
+        >>> result = aggregate(frames)
+        >>> result.plus_counts.tolist(), result.update[0].tolist()  # median α = 2
+        ([3, 1, 1], [2.0, -2.0, -2.0])
     """
     if rule not in RULES:
         raise ValueError(f"Invalid rule: {rule!r} (must be one of {', '.join(RULES)})")

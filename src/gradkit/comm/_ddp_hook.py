@@ -455,6 +455,29 @@ def sign_compress_hook(
     for the math and :class:`SignCompressionState` for the options). For the first
     ``state.start_iter`` iterations it averages the bucket with a plain ``all_reduce``; then
     each rank all_gathers ``ceil(n/8) + 4·S`` bytes (``S`` scales) per bucket instead of ``4n``.
+
+    Papers: signSGD with majority vote (Bernstein et al., arXiv:1810.05291) and EF-signSGD
+    (Karimireddy et al., arXiv:1901.09847). Reference implementation for the hook interface:
+    torch's ``powerSGD_hook``/``PowerSGDState``.
+
+    Deviations from PowerSGD's conventions: the residuals and the default scales are kept per
+    parameter, not per bucket, so ``start_iter=0`` is safe and a restart resumes bit for bit.
+    A majority tie gives 0. Details are in the module docstring.
+
+    Example:
+        >>> import os, tempfile, torch
+        >>> import torch.distributed as dist
+        >>> from torch.nn.parallel import DistributedDataParallel as DDP
+        >>> from gradkit.comm import SignCompressionState, sign_compress_hook
+        >>> store = os.path.join(tempfile.mkdtemp(), "store")
+        >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+        >>> model = DDP(torch.nn.Linear(64, 16))
+        >>> state = SignCompressionState(start_iter=0)
+        >>> model.register_comm_hook(state, sign_compress_hook)
+        >>> model(torch.ones(3, 64)).sum().backward()
+        >>> round(state.compression_stats()["ratio"], 1)  # 1040 floats vs 130 + 2·4 bytes
+        30.1
+        >>> dist.destroy_process_group()
     """
     group = state.process_group  # None: the default group
     world = dist.get_world_size(group)
@@ -497,7 +520,10 @@ def sign_compress_hook(
 
     def decode(_: torch.futures.Future[Any]) -> torch.Tensor:
         stacked = torch.stack(gathered)
-        scales = stacked[:, nbytes:].contiguous().view(torch.float32)
+        # clone, not contiguous(): with one rank the slice is already contiguous and keeps
+        # its byte offset, which a float32 view rejects unless it is a multiple of 4.
+        scales = stacked[:, nbytes:].clone(memory_format=torch.contiguous_format)
+        scales = scales.view(torch.float32)
         buffer.copy_(sign_vote(stacked[:, :nbytes], scales, lengths, vote))
         return buffer
 

@@ -41,6 +41,12 @@ class ErrorFeedback:
         >>> ef.record(p, p_hat)             # e <- p - p_hat
         >>> torch.allclose(p_hat[0] + ef.residual[0], u[0])
         True
+
+    Paper: Karimireddy et al., "Error Feedback Fixes SignSGD and other Gradient Compression
+    Schemes", arXiv:1901.09847 (EF-SGD, Algorithm 2). Reference implementation: the paper's
+    update ``p = u + e``, ``e ← p − C(p)``. Deviation: the residual is kept in at least float32
+    for float16/bfloat16 updates (see the module docstring). ``state_dict`` round-trips the
+    residual.
     """
 
     def __init__(self) -> None:

@@ -12,7 +12,8 @@ Every integer is little-endian, except Paillier ciphertexts (fixed-width big-end
   is bit ``i % 8`` of byte ``i // 8``, LSB first, padding bits zero), then ``G × (τ f32, α f32)``.
 
 Encrypted client frames (``kind = 1``) and encrypted aggregates (``kind = 2``) share the header
-and descriptors; their bodies are written by :mod:`gradkit.comm._paillier`.
+and descriptors; their bodies are written by :mod:`gradkit.comm._paillier` (layout in
+:mod:`gradkit.comm._paillier_frame`).
 
 :func:`decode_frame` checks every field and raises ``ValueError`` naming what is wrong (magic,
 version, kind, flags, length, checksum, shapes against the expected model, padding bits,
@@ -150,6 +151,10 @@ def encode_frame(update: BinaryUpdate) -> bytes:
         True
         >>> torch.equal(decode_frame(data).bits, b.bits)
         True
+
+    The format is gradkit's own (no paper): a checked header (magic, version, kind, flags,
+    shapes, CRC32) around EdgeDetect's payload of ``ceil(d/8)`` sign bytes plus ``(τ, α)`` per
+    group (arXiv:2604.14663's "32×"). docs/comm.md gives the byte layout.
     """
     frame = encode_header(KIND_PLAIN, flags_for(update), update)
     bits = update.bits.detach().cpu().contiguous().numpy()
@@ -159,7 +164,13 @@ def encode_frame(update: BinaryUpdate) -> bytes:
 
 
 def plain_frame_size(shapes: Sequence[Sequence[int]], granularity: str = "tensor") -> int:
-    """Length in bytes of the plaintext frame of an update with these tensor shapes."""
+    """Length in bytes of the plaintext frame of an update with these tensor shapes.
+
+    Example:
+        >>> from gradkit.comm import plain_frame_size
+        >>> plain_frame_size([(1000,), (10, 10)])  # 20 + 6 + 10 + ceil(1100/8) + 2·8 + 4
+        194
+    """
     d = 0
     desc = 0
     for shape in shapes:
@@ -306,6 +317,19 @@ def decode_frame(
         TypeError: ``data`` is not bytes-like.
         ValueError: wrong magic, version, kind or flags; truncated or over-long frame; CRC
             mismatch; shape mismatch; non-zero padding bits; non-finite scales or negative α.
+
+    The format is gradkit's own (no paper); docs/comm.md gives the byte layout.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.comm import binarize, decode_frame, encode_frame
+        >>> frame = encode_frame(binarize([torch.tensor([1.0, -1.0, 2.0])], threshold="zero"))
+        >>> decode_frame(frame, expected_shapes=[(3,)]).bits.tolist()
+        [True, False, True]
+        >>> decode_frame(frame[:-1])
+        Traceback (most recent call last):
+        ...
+        ValueError: Invalid frame length: 38 bytes, expected 39 for 3 coordinates in 1 tensors (truncated or trailing bytes)
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError(f"Invalid frame: expected bytes, got {type(data).__name__}")

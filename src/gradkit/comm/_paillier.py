@@ -45,12 +45,7 @@ rejected with ``ValueError``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import struct
-import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from types import ModuleType
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -59,19 +54,37 @@ import torch
 from gradkit.comm._aggregate import AggregateResult, majority_from_counts, median_scale
 from gradkit.comm._binarize import BinaryUpdate
 from gradkit.comm._frame import (
-    FLAG_ENCRYPTED_SCALES,
     KIND_AGGREGATE,
     KIND_ENCRYPTED,
     FrameHeader,
-    Reader,
-    check_crc,
-    check_end,
-    decode_header,
     encode_header,
     finish,
     flags_for,
-    read_scales,
     scales_bytes,
+)
+from gradkit.comm._keys import (
+    MIN_KEY_BITS,
+    _big_int,
+    _ciphertext_bytes,
+    _fingerprint,
+    _modulus,
+    _phe,
+    load_public_key,
+    public_key_bytes,
+)
+from gradkit.comm._packing import (
+    SCALE_FRAC_BITS,
+    SCALE_VALUE_BITS,
+    PackingPlan,
+    _fixed_point,
+    _scale_plan,
+)
+from gradkit.comm._paillier_frame import (
+    _check_plan,
+    _read_encrypted,
+    _same,
+    _Section,
+    encrypted_frame_info,
 )
 
 __all__ = [
@@ -86,248 +99,6 @@ __all__ = [
     "load_public_key",
     "public_key_bytes",
 ]
-
-#: Smallest accepted Paillier modulus, in bits.
-MIN_KEY_BITS = 2048
-#: Fixed-point fraction bits of encrypted scales (resolution 2^-40 ≈ 9.1e-13).
-SCALE_FRAC_BITS = 40
-#: Bits of one offset fixed-point scale value: ``|x| < 2^(72 - 1 - 40) = 2^31``.
-SCALE_VALUE_BITS = 72
-
-_HE_HINT = "pip install 'gradkit[he]'"
-_PK_MAGIC = b"GKPK"
-_PK_HEADER = struct.Struct("<4sBI")
-# num_clients, slot_bits, scale_slot_bits, slots/ct, scale slots/ct, ciphertext bytes,
-# key fingerprint, vote ciphertexts, scale ciphertexts, scale frac bits, scale value bits,
-# reserved, clients aggregated.
-_SECTION = struct.Struct("<IHHIII8sIIBBHI")
-
-
-def _phe() -> ModuleType:
-    """Import ``phe.paillier`` lazily, with a clear message when the extra is missing."""
-    try:
-        import phe.util
-        from phe import paillier
-    except ImportError as err:  # pragma: no cover - the he extra is installed in CI
-        raise ImportError(
-            f"gradkit.comm secure aggregation needs python-paillier (phe) and gmpy2: {_HE_HINT}"
-        ) from err
-    if not phe.util.HAVE_GMP:  # pragma: no cover - gmpy2 is installed in CI
-        warnings.warn(
-            f"gmpy2 is not installed: Paillier runs about 8x slower ({_HE_HINT})",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return paillier
-
-
-def _big_int() -> Callable[[int], Any]:
-    """``gmpy2.mpz`` when available (products mod n² about 3x faster than Python ints)."""
-    try:
-        from gmpy2 import mpz
-    except ImportError:  # pragma: no cover - gmpy2 is installed in CI
-        return int
-    return mpz
-
-
-def _modulus(public_key: Any, who: str) -> int:
-    n = getattr(public_key, "n", None)
-    if not isinstance(n, int) or isinstance(n, bool) or n <= 1:
-        raise TypeError(
-            f"Invalid public key for {who}: expected a phe PaillierPublicKey (an object with an "
-            f"int attribute n), got {type(public_key).__name__}"
-        )
-    if n.bit_length() < MIN_KEY_BITS:
-        raise ValueError(
-            f"Invalid public key for {who}: {n.bit_length()}-bit modulus (must be >= {MIN_KEY_BITS} bits)"
-        )
-    return n
-
-
-def _fingerprint(n: int) -> bytes:
-    return hashlib.sha256(n.to_bytes((n.bit_length() + 7) // 8, "big")).digest()[:8]
-
-
-def _ciphertext_bytes(n: int) -> int:
-    return (2 * n.bit_length() + 7) // 8
-
-
-@dataclass(frozen=True)
-class PackingPlan:
-    """How ``N`` clients' non-negative integers (each ``<= max_value``) share Paillier plaintexts.
-
-    ``slot_bits`` and ``slots_per_ciphertext`` default to the tightest safe values; explicit
-    values are checked. ``ValueError`` is raised when ``num_clients × max_value`` does not fit a
-    slot, or when a packed sum could reach ``n`` (``slots_per_ciphertext × slot_bits >
-    key_bits − 1``): phe would wrap it silently modulo ``n``.
-
-    Example:
-        >>> from gradkit.comm import PackingPlan
-        >>> plan = PackingPlan(key_bits=2048, num_clients=10)
-        >>> plan.slot_bits, plan.slots_per_ciphertext
-        (4, 511)
-        >>> plan.unpack(plan.pack([1, 0, 1]), 3).tolist()
-        [1, 0, 1]
-    """
-
-    key_bits: int
-    num_clients: int
-    max_value: int = 1
-    slot_bits: int = 0
-    slots_per_ciphertext: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("key_bits", "num_clients", "max_value", "slot_bits", "slots_per_ciphertext"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer):
-                raise TypeError(f"Invalid {name}: {value!r} (expected an int)")
-            object.__setattr__(self, name, int(value))
-        if self.key_bits < MIN_KEY_BITS:
-            raise ValueError(f"Invalid key_bits: {self.key_bits} (must be >= {MIN_KEY_BITS})")
-        if self.num_clients < 1:
-            raise ValueError(f"Invalid num_clients: {self.num_clients} (must be >= 1)")
-        if self.max_value < 1:
-            raise ValueError(f"Invalid max_value: {self.max_value} (must be >= 1)")
-        need = (self.num_clients * self.max_value).bit_length()
-        if self.slot_bits == 0:
-            object.__setattr__(self, "slot_bits", need)
-        if self.slot_bits < need:
-            raise ValueError(
-                f"Slot overflow: slot_bits={self.slot_bits} cannot hold the sum of "
-                f"{self.num_clients} clients × max value {self.max_value} = "
-                f"{self.num_clients * self.max_value} (needs {need} bits)"
-            )
-        capacity = (self.key_bits - 1) // self.slot_bits
-        if capacity < 1:
-            raise ValueError(f"slot_bits={self.slot_bits} does not fit a {self.key_bits}-bit key")
-        if self.slots_per_ciphertext == 0:
-            object.__setattr__(self, "slots_per_ciphertext", capacity)
-        if not 1 <= self.slots_per_ciphertext <= capacity:
-            raise ValueError(
-                f"Plaintext overflow: {self.slots_per_ciphertext} slots × {self.slot_bits} bits = "
-                f"{self.slots_per_ciphertext * self.slot_bits} bits could reach n (a "
-                f"{self.key_bits}-bit key allows at most {capacity} slots of {self.slot_bits} bits)"
-            )
-
-    @classmethod
-    def for_key(cls, public_key: Any, num_clients: int, max_value: int = 1) -> PackingPlan:
-        """The tightest plan for a phe public key (``key_bits = n.bit_length()``)."""
-        return cls(_modulus(public_key, "PackingPlan").bit_length(), num_clients, max_value)
-
-    def num_ciphertexts(self, count: int) -> int:
-        """Ciphertexts needed for ``count`` values."""
-        return -(-count // self.slots_per_ciphertext)
-
-    def pack(self, values: Any) -> list[int]:
-        """Pack a 1-D sequence of ints in ``[0, max_value]`` into plaintext ints
-        ``m = Σ_j v_j·2^{j·w}`` (slot 0 in the lowest bits)."""
-        w, k = self.slot_bits, self.slots_per_ciphertext
-        if w > 62:
-            ints = [int(v) for v in values]
-            self._check_range(min(ints, default=0), max(ints, default=0))
-            return [
-                sum(v << (j * w) for j, v in enumerate(ints[c : c + k]))
-                for c in range(0, len(ints), k)
-            ]
-        arr = np.asarray(values, dtype=np.int64).reshape(-1)
-        if arr.size:
-            self._check_range(int(arr.min()), int(arr.max()))
-        count = self.num_ciphertexts(arr.size)
-        padded = np.zeros(count * k, dtype=np.int64)
-        padded[: arr.size] = arr
-        if self.max_value == 1:
-            bits = np.zeros((count * k, w), dtype=np.uint8)
-            bits[:, 0] = padded
-        else:
-            bits = ((padded[:, None] >> np.arange(w, dtype=np.int64)) & 1).astype(np.uint8)
-        packed = np.packbits(bits.reshape(count, k * w), axis=1, bitorder="little")
-        return [int.from_bytes(row.tobytes(), "little") for row in packed]
-
-    def _check_range(self, lo: int, hi: int) -> None:
-        if lo < 0 or hi > self.max_value:
-            raise ValueError(
-                f"Value out of the plan's range: got [{lo}, {hi}], allowed [0, {self.max_value}]"
-            )
-
-    def unpack(
-        self, plaintexts: Sequence[int], count: int, *, max_slot: int | None = None
-    ) -> np.ndarray:
-        """Inverse of :meth:`pack` (also for sums of packed values): the first ``count`` slots.
-
-        ``max_slot`` (default ``num_clients × max_value``) bounds every decoded slot; a larger
-        value, or a plaintext with bits above the last slot, raises ``ValueError`` (a corrupted
-        or overflowed aggregate). Returns int64 (``object`` ints when slots exceed 62 bits).
-        """
-        w, k = self.slot_bits, self.slots_per_ciphertext
-        limit = self.num_clients * self.max_value if max_slot is None else max_slot
-        if len(plaintexts) != self.num_ciphertexts(count):
-            raise ValueError(
-                f"Expected {self.num_ciphertexts(count)} plaintexts for {count} values, got {len(plaintexts)}"
-            )
-        top = 1 << (k * w)
-        for m in plaintexts:
-            if not 0 <= m < top:
-                raise ValueError(
-                    f"Corrupted or overflowed aggregate: a plaintext uses {int(m).bit_length()} bits, "
-                    f"the plan packs {k * w}"
-                )
-        if w > 62:
-            mask = (1 << w) - 1
-            out = np.array(
-                [(m >> (j * w)) & mask for m in plaintexts for j in range(k)][:count], dtype=object
-            )
-            big = [int(v) for v in out if v > limit]
-        else:
-            nbytes = (k * w + 7) // 8
-            raw = np.frombuffer(
-                b"".join(m.to_bytes(nbytes, "little") for m in plaintexts), np.uint8
-            )
-            bits = np.unpackbits(raw.reshape(len(plaintexts), nbytes), axis=1, bitorder="little")
-            bits = bits[:, : k * w].reshape(-1, w).astype(np.int64)
-            out = (bits @ (np.int64(1) << np.arange(w, dtype=np.int64)))[:count]
-            big = [int(out.max())] if out.size and out.max() > limit else []
-        if big:
-            raise ValueError(f"Corrupted or overflowed aggregate: a slot holds {big[0]} > {limit}")
-        return out
-
-
-def _scale_plan(n_bits: int, num_clients: int) -> PackingPlan:
-    return PackingPlan(n_bits, num_clients, max_value=(1 << SCALE_VALUE_BITS) - 1)
-
-
-def _fixed_point(values: torch.Tensor) -> list[int]:
-    offset = 1 << (SCALE_VALUE_BITS - 1)
-    limit = 2.0 ** (SCALE_VALUE_BITS - 1 - SCALE_FRAC_BITS)
-    out = []
-    for x in values.double().tolist():
-        if not abs(x) < limit:
-            raise ValueError(
-                f"Scale {x!r} is outside the encrypted fixed-point range (|x| < {limit:g})"
-            )
-        out.append(round(x * 2.0**SCALE_FRAC_BITS) + offset)
-    return out
-
-
-@dataclass(frozen=True)
-class _Section:
-    """The Paillier section of an encrypted client frame or aggregate."""
-
-    num_clients: int
-    slot_bits: int
-    scale_slot_bits: int
-    slots_per_ciphertext: int
-    scale_slots_per_ciphertext: int
-    ciphertext_bytes: int
-    fingerprint: bytes
-    vote_ciphertexts: int
-    scale_ciphertexts: int
-    scale_frac_bits: int
-    scale_value_bits: int
-    reserved: int
-    clients: int
-
-    def pack(self) -> bytes:
-        return _SECTION.pack(*dataclasses.astuple(self))
 
 
 def _encrypt_ints(public_key: Any, plaintexts: Sequence[int], width: int) -> bytes:
@@ -353,6 +124,27 @@ def encrypt_update(
         num_clients: the largest number of clients whose payloads will be summed (sets the slot
             width); the server refuses more payloads than this.
         encrypt_scales: encrypt ``(τ, α)`` as fixed-point instead of sending them in clear.
+
+    Returns:
+        The frame bytes: the plaintext header and descriptors, then the packed vote
+        ciphertexts (and the scale ciphertexts, or the scales in clear).
+
+    Paper: Paillier, "Public-Key Cryptosystems Based on Composite Degree Residuosity Classes",
+    EUROCRYPT 1999 (no arXiv), with the votes packed into slots of one plaintext. Reference
+    implementation: python-paillier (``phe`` 1.5), whose ``raw_encrypt`` this uses.
+
+    Deviations: no ``EncodedNumber``. The votes are raw non-negative integers in slots sized so
+    that the sum of ``num_clients`` clients never carries across slots or wraps modulo ``n``
+    (:class:`PackingPlan`). The threat model is in the module docstring.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.comm import KeyHolder, binarize, encrypt_update, encrypted_frame_info
+        >>> holder = KeyHolder(2048)
+        >>> frame = encrypt_update(binarize([torch.randn(1000)]), holder.public_key, num_clients=10)
+        >>> info = encrypted_frame_info(frame)
+        >>> info["slot_bits"], info["slots_per_ciphertext"], info["vote_ciphertexts"]
+        (4, 511, 2)
     """
     if not isinstance(update, BinaryUpdate):
         raise TypeError(
@@ -394,119 +186,28 @@ def encrypt_update(
     return finish(frame)
 
 
-def _read_encrypted(
-    data: bytes | bytearray | memoryview,
-    kind: int,
-    expected_shapes: Sequence[Sequence[int]] | None,
-) -> tuple[FrameHeader, _Section, tuple[torch.Tensor, torch.Tensor] | None, list[int], list[int]]:
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise TypeError(f"Invalid frame: expected bytes, got {type(data).__name__}")
-    reader = Reader(data)
-    header = decode_header(reader, kinds=(kind,), expected_shapes=expected_shapes)
-    section = _Section(*reader.unpack(_SECTION, "Paillier section"))
-    encrypted_scales = bool(section.scale_ciphertexts)
-    if encrypted_scales != bool(header.flags & FLAG_ENCRYPTED_SCALES):
-        raise ValueError(
-            "Invalid frame: the encrypted-scales flag disagrees with the Paillier section"
-        )
-    if section.clients < 1 or (kind == KIND_ENCRYPTED and section.clients != 1):
-        raise ValueError(f"Invalid frame: client count {section.clients}")
-    if section.reserved != 0:
-        raise ValueError(
-            f"Invalid frame: reserved Paillier field is {section.reserved} (must be 0)"
-        )
-    n_pairs = header.num_groups * (1 if kind == KIND_ENCRYPTED else section.clients)
-    width = section.ciphertext_bytes
-    expected_len = (
-        reader.offset
-        + (0 if encrypted_scales else 8 * n_pairs)
-        + width * (section.vote_ciphertexts + section.scale_ciphertexts)
-        + 4
-    )
-    if len(reader.data) != expected_len:
-        raise ValueError(
-            f"Invalid frame length: {len(reader.data)} bytes, expected {expected_len} "
-            "(truncated or trailing bytes)"
-        )
-    check_crc(data)
-    scales = None if encrypted_scales else read_scales(reader, n_pairs)
-    raw = reader.take(width * section.vote_ciphertexts, "vote ciphertexts")
-    votes = [int.from_bytes(raw[i : i + width], "big") for i in range(0, len(raw), width)]
-    raw = reader.take(width * section.scale_ciphertexts, "scale ciphertexts")
-    scale_cts = [int.from_bytes(raw[i : i + width], "big") for i in range(0, len(raw), width)]
-    return header, section, scales, votes, scale_cts
-
-
-def _check_plan(
-    section: _Section, header: FrameHeader, n: int
-) -> tuple[PackingPlan, PackingPlan | None]:
-    """Rebuild the packing plans a frame claims and check them against the key and shapes."""
-    if section.fingerprint != _fingerprint(n):
-        raise ValueError("Frame was encrypted under a different public key (fingerprint mismatch)")
-    if section.ciphertext_bytes != _ciphertext_bytes(n):
-        raise ValueError(
-            f"Invalid frame: {section.ciphertext_bytes}-byte ciphertexts, the key needs {_ciphertext_bytes(n)}"
-        )
-    if 0 in (section.slot_bits, section.slots_per_ciphertext) or (
-        section.scale_ciphertexts
-        and 0 in (section.scale_slot_bits, section.scale_slots_per_ciphertext)
-    ):
-        raise ValueError("Invalid frame: zero slot width or slots per ciphertext")
-    plan = PackingPlan(
-        n.bit_length(), section.num_clients, 1, section.slot_bits, section.slots_per_ciphertext
-    )
-    if section.vote_ciphertexts != plan.num_ciphertexts(header.numel):
-        raise ValueError(
-            f"Invalid frame: {section.vote_ciphertexts} vote ciphertexts for {header.numel} "
-            f"coordinates (expected {plan.num_ciphertexts(header.numel)})"
-        )
-    scale_plan = None
-    if section.scale_ciphertexts:
-        if (section.scale_frac_bits, section.scale_value_bits) != (
-            SCALE_FRAC_BITS,
-            SCALE_VALUE_BITS,
-        ):
-            raise ValueError(
-                f"Unsupported encrypted-scale format: {section.scale_value_bits}-bit values with "
-                f"{section.scale_frac_bits} fraction bits"
-            )
-        scale_plan = PackingPlan(
-            n.bit_length(),
-            section.num_clients,
-            (1 << SCALE_VALUE_BITS) - 1,
-            section.scale_slot_bits,
-            section.scale_slots_per_ciphertext,
-        )
-        if section.scale_ciphertexts != scale_plan.num_ciphertexts(2 * header.num_groups):
-            raise ValueError("Invalid frame: wrong number of scale ciphertexts")
-    return plan, scale_plan
-
-
-def encrypted_frame_info(data: bytes) -> dict[str, int]:
-    """Counts from an encrypted client frame or aggregate, without decrypting (for accounting)."""
-    reader = Reader(data)
-    magic_kind = data[5] if len(data) > 5 else -1
-    header = decode_header(reader, kinds=(KIND_ENCRYPTED, KIND_AGGREGATE))
-    section = _Section(*reader.unpack(_SECTION, "Paillier section"))
-    return {
-        "kind": int(magic_kind),
-        "numel": header.numel,
-        "num_clients": section.num_clients,
-        "clients": section.clients,
-        "slot_bits": section.slot_bits,
-        "slots_per_ciphertext": section.slots_per_ciphertext,
-        "ciphertext_bytes": section.ciphertext_bytes,
-        "vote_ciphertexts": section.vote_ciphertexts,
-        "scale_ciphertexts": section.scale_ciphertexts,
-    }
-
-
 class SecureAggregator:
     """Server side: multiplies the clients' ciphertexts (a homomorphic sum); no private key.
 
     Args:
         public_key: the shared public key; anything with an int attribute ``n`` (>= 2048 bits)
             works, e.g. the result of :func:`load_public_key` — the server never needs more.
+
+    The server's whole job is the homomorphic sum: the product of the ciphertexts modulo
+    ``n²``, which decrypts to the sum of the plaintexts (Paillier, EUROCRYPT 1999; python-paillier's
+    ``EncryptedNumber.__add__`` on raw ciphertexts). See the module docstring for the threat
+    model.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.comm import KeyHolder, SecureAggregator, binarize, encrypt_update
+        >>> holder = KeyHolder(2048)
+        >>> server = SecureAggregator(holder.public_key)
+        >>> frames = [encrypt_update(binarize([torch.tensor(v)], threshold="zero"),
+        ...                          holder.public_key, num_clients=2)
+        ...           for v in ([1.0, -1.0], [1.0, 1.0])]
+        >>> holder.decrypt_aggregate(server.aggregate(frames)).plus_counts.tolist()
+        [2, 1]
     """
 
     def __init__(self, public_key: Any) -> None:
@@ -576,18 +277,6 @@ class SecureAggregator:
         return f"SecureAggregator(key_bits={self.n.bit_length()})"
 
 
-def _same(a: tuple[FrameHeader, _Section], b: tuple[FrameHeader, _Section]) -> None:
-    pairs: list[tuple[Any, Any]] = [(a[0], b[0]), (a[1], b[1])]
-    for obj_a, obj_b in pairs:
-        for field in dataclasses.fields(obj_a):
-            value_a, value_b = getattr(obj_a, field.name), getattr(obj_b, field.name)
-            if value_a != value_b:
-                raise ValueError(
-                    f"Inconsistent client payloads: {field.name}={value_b!r}, "
-                    f"payload 0 has {value_a!r}"
-                )
-
-
 class KeyHolder:
     """Owns the Paillier key pair; decrypts only aggregates.
 
@@ -596,6 +285,12 @@ class KeyHolder:
             2048 (about 112-bit security); 3072 is phe's own default (about 128-bit).
         min_clients: smallest aggregate it agrees to decrypt (default 2).
         private_key: an existing ``phe`` private key to use instead of generating one.
+
+    Decryption is Paillier's (EUROCRYPT 1999) through python-paillier's ``raw_decrypt``. The
+    decrypted aggregate is unpacked into per-coordinate vote counts ``c_j``, and the update is
+    ``scale · sign(2c_j − K)`` (:func:`gradkit.comm.majority_vote` on the counts). Deviation
+    from a threshold scheme: one party holds the whole private key (``phe`` has no threshold
+    decryption), so it must not collude with the server (see the module docstring).
 
     Example:
         >>> import torch
@@ -694,29 +389,3 @@ class KeyHolder:
 
     def __repr__(self) -> str:
         return f"KeyHolder(key_bits={self.key_bits}, min_clients={self.min_clients})"
-
-
-def public_key_bytes(public_key: Any) -> bytes:
-    """Serialise a public key: ``b"GKPK"``, ``version u8 = 1``, ``length L u32`` (LE), then ``n``
-    as ``L`` big-endian bytes (``g = n + 1`` is implied, as in phe)."""
-    n = _modulus(public_key, "public_key_bytes")
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return _PK_HEADER.pack(_PK_MAGIC, 1, len(body)) + body
-
-
-def load_public_key(data: bytes) -> Any:
-    """Parse :func:`public_key_bytes` into a ``phe.paillier.PaillierPublicKey``."""
-    paillier = _phe()
-    reader = Reader(data, "public key")
-    magic, version, length = reader.unpack(_PK_HEADER, "public key header")
-    if bytes(magic) != _PK_MAGIC:
-        raise ValueError(
-            f"Not a gradkit public key: magic {bytes(magic)!r} (expected {_PK_MAGIC!r})"
-        )
-    if version != 1:
-        raise ValueError(f"Unsupported public key version {version}")
-    n = int.from_bytes(reader.take(length, "modulus"), "big")
-    check_end(reader)
-    public_key = paillier.PaillierPublicKey(n)
-    _modulus(public_key, "load_public_key")
-    return public_key

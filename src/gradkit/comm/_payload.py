@@ -43,6 +43,13 @@ class ClientPayload:
         sign_disagreement: fraction of coordinates where ``b ≠ sign(u)`` (``u`` the raw update,
             before error feedback; see :func:`gradkit.comm.sign_disagreement`).
         secure: whether ``data`` is encrypted.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.comm import client_payload
+        >>> pay = client_payload([torch.ones(64)], threshold="zero")
+        >>> pay.num_coords, pay.float32_bytes, pay.plaintext_bytes == pay.wire_bytes, pay.secure
+        (64, 256, True, False)
     """
 
     data: bytes
@@ -89,6 +96,10 @@ def client_payload(
         True
         >>> aggregate([pay.data]).update[0].shape
         torch.Size([200000])
+
+    Papers: EdgeDetect (arXiv:2604.14663) for the pipeline; EF-signSGD (arXiv:1901.09847) for
+    the error feedback; packed Paillier for ``public_key`` (see :func:`encrypt_update`).
+    Reference implementation: none public for EdgeDetect (see :func:`binarize`).
     """
     start = time.perf_counter()
     tensors = as_tensor_list(update)

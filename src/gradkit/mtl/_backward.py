@@ -245,6 +245,30 @@ def mtl_backward(
             shapes, a task param that is also shared, the aggregator returning a wrong shape
             or non-finite values.
         TypeError: arguments of the wrong type.
+
+    Paper: Jacobian descent, Quinton & Rey, arXiv:2406.16232 (the ``K × P`` Jacobian
+    aggregated into one update). Reference implementation: ``torchjd.mtl_backward`` (TorchJD
+    0.18), whose ``.grad`` semantics (accumulate; heads get their own task's gradient) this
+    follows.
+
+    Deviations from TorchJD: it takes the shared *params*, not the shared *features*, and
+    runs ``K`` sequential backward passes instead of TorchJD's batched ones (the same
+    Jacobian, less peak memory, more time). It also adds the ``unused`` policy and the check
+    of non-finite gradients, which names the task.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.mtl import MGDA, mtl_backward
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> encoder, head1, head2 = torch.nn.Linear(3, 2), torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+        >>> features = encoder(torch.randn(4, 3))
+        >>> losses = [head1(features).pow(2).mean(), head2(features).abs().mean()]
+        >>> d = mtl_backward(losses, encoder.parameters(), MGDA())
+        >>> d.shape, encoder.weight.grad.shape, encoder.bias.grad.shape
+        (torch.Size([8]), torch.Size([2, 3]), torch.Size([2]))
+        >>> head1.weight.grad is not None and head2.weight.grad is not None  # heads inferred
+        True
     """
     losses = _check_losses(losses)
     shared = _param_list(shared_params, "shared_params")

@@ -66,10 +66,28 @@ class Aggregator:
     hyper-parameters in :meth:`hyperparameters` (used by ``repr``). Stateless aggregators
     inherit the empty :meth:`state_dict`; stateful ones override both state methods so that a
     checkpoint (``torch.save`` then ``torch.load(weights_only=True)``) resumes exactly.
+    :func:`gradkit.testing.check_aggregator` certifies a subclass.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.mtl import Aggregator
+        >>> class Normalised(Aggregator):
+        ...     hyperparameter_names = ("eps",)
+        ...     def __init__(self, eps: float = 1e-12) -> None:
+        ...         self.eps = eps
+        ...     def _aggregate(self, jacobian):
+        ...         norms = jacobian.norm(dim=1, keepdim=True) + self.eps
+        ...         return (jacobian / norms).mean(dim=0)
+        >>> Normalised()(torch.tensor([[3.0, 4.0], [0.0, -2.0]])).tolist()
+        [0.30000001192092896, -0.09999999403953552]
+        >>> Normalised()
+        Normalised(eps=1e-12)
     """
 
     #: Fewest tasks the method accepts.
     min_tasks: ClassVar[int] = 1
+    #: Names of the constructor arguments, stored as attributes of the same name (``repr``).
+    hyperparameter_names: ClassVar[tuple[str, ...]] = ()
 
     def __call__(self, jacobian: torch.Tensor) -> torch.Tensor:
         check_jacobian(jacobian, min_tasks=self.min_tasks, owner=type(self).__name__)
@@ -79,8 +97,8 @@ class Aggregator:
         raise NotImplementedError
 
     def hyperparameters(self) -> dict[str, Any]:
-        """The constructor arguments, as given (shown by ``repr``)."""
-        return {}
+        """The constructor arguments, as stored (shown by ``repr``)."""
+        return {name: getattr(self, name) for name in self.hyperparameter_names}
 
     def state_dict(self) -> dict[str, Any]:
         """The aggregator's state (empty for stateless aggregators)."""
@@ -88,15 +106,24 @@ class Aggregator:
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`'s output (stateless: only an empty mapping is accepted)."""
+        self._check_state_dict(state_dict, ())
+        if state_dict:
+            raise ValueError(
+                f"Invalid state_dict for {type(self).__name__}: it is stateless, "
+                f"got keys {sorted(state_dict)}"
+            )
+
+    def _check_state_dict(self, state_dict: Any, keys: tuple[str, ...]) -> None:
+        """A mapping holding at least ``keys``; else ``TypeError``/``ValueError`` naming them."""
         if not isinstance(state_dict, Mapping):
             raise TypeError(
                 f"Invalid state_dict for {type(self).__name__}: expected a mapping, "
                 f"got {type(state_dict).__name__}"
             )
-        if state_dict:
+        missing = set(keys) - set(state_dict)
+        if missing:
             raise ValueError(
-                f"Invalid state_dict for {type(self).__name__}: it is stateless, "
-                f"got keys {sorted(state_dict)}"
+                f"Invalid state_dict for {type(self).__name__}: missing keys {sorted(missing)}"
             )
 
     def __repr__(self) -> str:

@@ -21,6 +21,16 @@ from gradkit.mtl._base import Aggregator, check_jacobian
 __all__ = ["GCond", "conflict_angle"]
 
 DOMINANCE_MODES = ("code", "readme")
+STATE_KEYS = (
+    "step",
+    "num_tasks",
+    "norm_ema",
+    "prev",
+    "momentum",
+    "history",
+    "acc_sum",
+    "acc_count",
+)
 
 
 def conflict_angle(c: float, thresholds: tuple[float, float, float], power: float) -> float:
@@ -81,9 +91,47 @@ class GCond(Aggregator):
     default (the code's bfloat16 is ``buffer_dtype=torch.bfloat16``). The README recommends
     an optimizer without momentum on top (e.g. AdamW ``betas=(0.0, 0.95)``).
 
-    Not implemented: the Lion/LARS trust-ratio output mode and ``freeze_bn`` (the caller
-    controls ``model.train()/eval()``). ``aggregator(jacobian)`` is ``accumulate`` + ``step``.
+    ``aggregator(jacobian)`` is ``accumulate`` + ``step``. Stateful (:meth:`state_dict`
+    round-trips the norm EMA, previous gradients, momentum, arbitration history and any pending
+    accumulation); permutation invariant; accepts ``K >= 1`` (one task: the momentum of its
+    gradient).
+
+    Paper: arXiv:2509.07252. Reference implementation: the official code
+    (AlevLab-dev/GCond, ``grad_conductor.py``).
+
+    Deviations: float32 buffers by default (``buffer_dtype``; the code uses bfloat16). Not
+    implemented: the Lion/LARS trust-ratio output mode and ``freeze_bn`` (the caller controls
+    ``model.train()/eval()``).
+
+    Example:
+        >>> import torch
+        >>> from gradkit.mtl import GCond
+        >>> gcond = GCond()
+        >>> jac = torch.tensor([[1.0, 0.0], [-1.0, 1.0]])  # cosine -0.71: a conflict to resolve
+        >>> [round(x, 4) for x in gcond(jac).tolist()]
+        [0.2326, 1.5]
+        >>> gcond.step_count, gcond.history  # task 1 won the arbitration
+        (1, [1])
     """
+
+    hyperparameter_names = (
+        "accumulation_steps",
+        "stochastic",
+        "loss_weights",
+        "thresholds",
+        "remap_power",
+        "use_smooth_logic",
+        "max_iters",
+        "dominance_window",
+        "dominance_mode",
+        "tie_breaking_weights",
+        "norm_ema_beta",
+        "norm_cap",
+        "momentum_beta",
+        "return_raw_grad",
+        "buffer_dtype",
+        "eps",
+    )
 
     def __init__(
         self,
@@ -164,26 +212,6 @@ class GCond(Aggregator):
         self.acc_sum: torch.Tensor | None = None
         self.acc_count: list[int] = []
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {
-            "accumulation_steps": self.accumulation_steps,
-            "stochastic": self.stochastic,
-            "loss_weights": self.loss_weights,
-            "thresholds": self.thresholds,
-            "remap_power": self.remap_power,
-            "use_smooth_logic": self.use_smooth_logic,
-            "max_iters": self.max_iters,
-            "dominance_window": self.dominance_window,
-            "dominance_mode": self.dominance_mode,
-            "tie_breaking_weights": self.tie_breaking_weights,
-            "norm_ema_beta": self.norm_ema_beta,
-            "norm_cap": self.norm_cap,
-            "momentum_beta": self.momentum_beta,
-            "return_raw_grad": self.return_raw_grad,
-            "buffer_dtype": self.buffer_dtype,
-            "eps": self.eps,
-        }
-
     def state_dict(self) -> dict[str, Any]:
         def opt(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.clone()
@@ -202,23 +230,7 @@ class GCond(Aggregator):
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(
-                f"Invalid state_dict for GCond: expected a mapping, got {type(state_dict).__name__}"
-            )
-        keys = {
-            "step",
-            "num_tasks",
-            "norm_ema",
-            "prev",
-            "momentum",
-            "history",
-            "acc_sum",
-            "acc_count",
-        }
-        missing = keys - set(state_dict)
-        if missing:
-            raise ValueError(f"Invalid state_dict for GCond: missing keys {sorted(missing)}")
+        self._check_state_dict(state_dict, STATE_KEYS)
 
         def opt(t: Any) -> torch.Tensor | None:
             return None if t is None else torch.as_tensor(t).clone()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from gradkit import _validation as check
@@ -63,9 +61,33 @@ class MGDA(Aggregator):
         epsilon: stop when the Frank–Wolfe step :math:`\gamma` falls below it (default 1e-3).
         max_iters: at most this many iterations (default 100).
 
-    Stateless; permutation invariant; gradients are used unnormalised (Sener & Koltun's
-    gradient normalisations are not implemented).
+    Stateless; permutation invariant.
+
+    Papers: Désidéri, "Multiple-gradient descent algorithm (MGDA) for multiobjective
+    optimization", C. R. Math. 2012 (no arXiv); Sener & Koltun, arXiv:1810.04650.
+    Reference implementations: ``torchjd.aggregation.MGDA`` 0.18 (matched to 1e-10 with the
+    same ``epsilon``/``max_iters``) and Sener & Koltun's ``MinNormSolver``
+    (isl-org/MultiObjectiveOptimization).
+
+    Deviations: the gradients are used unnormalised (Sener & Koltun's ``l2``/``loss``/
+    ``loss+`` normalisations are not implemented), and the MGDA-UB encoder bound is not used.
+    The Frank–Wolfe iterate that stops at :math:`\gamma <` ``epsilon`` is only approximately
+    the minimum-norm point, so the output is only approximately non-conflicting: on a random
+    3-task Jacobian one task gets :math:`\langle g_k, d\rangle = -0.0027` while the others
+    get 0.011 and 0.147. The registry therefore does not claim ``non_conflicting``.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.mtl import MGDA
+        >>> jac = torch.tensor([[1.0, 0.0], [-1.0, 1.0]])
+        >>> d = MGDA()(jac)
+        >>> [round(x, 4) for x in d.tolist()]
+        [0.2, 0.4]
+        >>> [round(x, 4) for x in (jac @ d).tolist()]  # both tasks improve, equally
+        [0.2, 0.2]
     """
+
+    hyperparameter_names = ("epsilon", "max_iters")
 
     def __init__(self, epsilon: float = 1e-3, max_iters: int = 100) -> None:
         check.positive("epsilon", epsilon)
@@ -75,9 +97,6 @@ class MGDA(Aggregator):
             raise ValueError(f"Invalid max_iters: {max_iters} (must be >= 1)")
         self.epsilon = epsilon
         self.max_iters = max_iters
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"epsilon": self.epsilon, "max_iters": self.max_iters}
 
     def _aggregate(self, jacobian: torch.Tensor) -> torch.Tensor:
         weights = mgda_weights(gramian_list(jacobian), float(self.epsilon), self.max_iters)

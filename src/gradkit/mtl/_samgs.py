@@ -118,11 +118,45 @@ class SAMGS(Aggregator):
         max_norm: ``None`` (default); a float clips ``‖d‖`` to it after the ×K scaling, like
             the repo's built-in ``clip_grad_norm_(shared, 1.0)`` (``max_norm=1.0`` for parity).
 
-    For repo parity use ``SAMGS(gamma, scale_by_num_tasks=True, max_norm=1.0)``. Zero task
-    gradients are guarded (skipped in Ψ, 1e-12 added to the equalisation denominators; the
-    repo returns NaN). Needs ``K >= 2``; ``K`` and ``P`` must stay fixed across steps.
-    State: ``step``, ``m`` (``K × P``), ``h``; :meth:`state_dict` resumes exactly.
+    Needs ``K >= 2``; ``K`` and ``P`` must stay fixed across steps. State: ``step``, ``m``
+    (``K × P``), ``h``; :meth:`state_dict` resumes exactly. Permutation invariant; not
+    non-conflicting.
+
+    Paper: arXiv:2506.06130. Reference implementation: the official code (ThomBors/samgs).
+    For parity with it use ``SAMGS(gamma, scale_by_num_tasks=True, max_norm=1.0)``.
+
+    Deviations (each a flag or a guard): the repo's ×K scaling and its built-in norm
+    clipping are off by default (``scale_by_num_tasks``, ``max_norm``). Ψ over ``i < j`` is the
+    code's; ``include_diagonal=True`` gives the paper's. Zero task gradients are guarded:
+    they are skipped in Ψ and 1e-12 is added to the equalisation denominators, where the repo
+    returns NaN. In the momentum branch :math:`\sqrt{\hat h}` can be small (Ψ near 1), so
+    the update can be many times the gradient. Clip it (``max_norm``) or use an optimizer
+    that normalises the step.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.mtl import SAMGS
+        >>> samgs = SAMGS(max_norm=1.0)
+        >>> jac = torch.tensor([[1.0, 0.0], [-1.0, 1.0]])
+        >>> [round(x, 4) for x in samgs(jac).tolist()]  # momentum branch, clipped to norm 1
+        [0.0, 1.0]
+        >>> samgs.step, round(samgs.last_psi, 4), samgs.last_equalised
+        (1, 0.9428, False)
+        >>> resumed = SAMGS(max_norm=1.0)
+        >>> resumed.load_state_dict(samgs.state_dict())
+        >>> torch.equal(resumed(jac), samgs(jac))
+        True
     """
+
+    hyperparameter_names = (
+        "gamma",
+        "beta1",
+        "beta2",
+        "eps",
+        "include_diagonal",
+        "scale_by_num_tasks",
+        "max_norm",
+    )
 
     min_tasks = 2
 
@@ -167,17 +201,6 @@ class SAMGS(Aggregator):
         self.last_psi: float | None = None
         self.last_equalised: bool | None = None
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {
-            "gamma": self.gamma,
-            "beta1": self.beta1,
-            "beta2": self.beta2,
-            "eps": self.eps,
-            "include_diagonal": self.include_diagonal,
-            "scale_by_num_tasks": self.scale_by_num_tasks,
-            "max_norm": self.max_norm,
-        }
-
     def _aggregate(self, jacobian: torch.Tensor) -> torch.Tensor:
         m = self.m
         if m is None:
@@ -219,13 +242,7 @@ class SAMGS(Aggregator):
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(
-                f"Invalid state_dict for SAMGS: expected a mapping, got {type(state_dict).__name__}"
-            )
-        missing = {"step", "m", "h"} - set(state_dict)
-        if missing:
-            raise ValueError(f"Invalid state_dict for SAMGS: missing keys {sorted(missing)}")
+        self._check_state_dict(state_dict, ("step", "m", "h"))
         m = state_dict["m"]
         if m is not None and (not isinstance(m, torch.Tensor) or m.dim() != 2):
             raise ValueError("Invalid state_dict for SAMGS: 'm' must be None or a 2-D tensor")
