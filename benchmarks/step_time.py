@@ -271,6 +271,109 @@ def cases(smoke: bool, nonfinite: str = "raise") -> list[Case]:
     return result
 
 
+#: Bytes per parameter that one step's math must move in fp32 (4 B a tensor), reads + writes
+#: of the param, its gradient and each state tensor, e.g. AdamW: read p, g, m, v and write
+#: p, m, v = 7 × 4 = 28 B. AdamP's projection needs per-row reductions of the update before it
+#: can be applied, so its minimum is one more read pass (of p, g, m, v: +16 B); the figure
+#: below counts the update's own 28 B, like AdamW's, so its GB/s compare directly.
+ROOFLINE_BYTES = {
+    "torch AdamW": 28,  # read p g m v, write p m v
+    "DiffGrad": 36,  # read p g m v g_prev, write p m v g_prev
+    "AdaBelief": 28,  # read p g m s, write p m s
+    "AdamP": 28,  # as AdamW (+16 B for the projection's read pass, not counted)
+    "SGDP": 20,  # read p g b, write p b
+    "SophiaG": 24,  # read p g m h, write p m
+}
+
+
+def roofline_cases(smoke: bool) -> list[tuple[str, int, Case]]:
+    """``(label, bytes per param, case)`` of the roofline: torch's AdamW (fused, compiled) and
+    every elementwise gradkit optimizer on its fused path (foreach in ``--smoke``, which does
+    not compile), all with ``nonfinite="ignore"`` so that only the step's math is timed."""
+    from gradkit.optim import SGDP, AdaBelief, AdamP, DiffGrad, SophiaG
+
+    impl = {"foreach": True} if smoke else {"fused": True}
+    tag = "foreach" if smoke else "fused"
+    ours: dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]] = {
+        "DiffGrad": lambda p: DiffGrad(p, lr=1e-3, nonfinite="ignore", **impl),
+        "AdaBelief": lambda p: AdaBelief(p, lr=1e-3, nonfinite="ignore", **impl),
+        "AdamP": lambda p: AdamP(p, lr=1e-3, weight_decay=1e-2, nonfinite="ignore", **impl),
+        "SGDP": lambda p: SGDP(
+            p, lr=1e-2, momentum=0.9, weight_decay=1e-5, nonfinite="ignore", **impl
+        ),
+        "SophiaG": lambda p: SophiaG(p, lr=1e-4, nonfinite="ignore", **impl),
+    }
+    result = [
+        (
+            "torch AdamW fused",
+            ROOFLINE_BYTES["torch AdamW"],
+            Case("", lambda p: torch.optim.AdamW(p, lr=1e-3, fused=True)),
+        ),
+        (
+            "torch AdamW torch.compile(step)",
+            ROOFLINE_BYTES["torch AdamW"],
+            Case("", lambda p: torch.optim.AdamW(p, lr=1e-3, foreach=True), compile_step=not smoke),
+        ),
+    ]
+    for name, make in ours.items():
+        result.append((f"gradkit {name} {tag}", ROOFLINE_BYTES[name], Case("", make)))
+    return result
+
+
+def stream_copy_seconds(numel: int, steps: int) -> tuple[float, float]:
+    """Median and fastest time of ``dst.copy_(src)`` on ``numel`` fp32 (read + write: 8 B each)."""
+    src = torch.randn(numel)
+    dst = torch.empty_like(src)
+    for _ in range(3):
+        dst.copy_(src)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        dst.copy_(src)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), min(times)
+
+
+def roofline(smoke: bool, steps: int, warmup: int) -> list[dict[str, float | str]]:
+    """Achieved GB/s of every elementwise optimizer against two ceilings measured in this run:
+    a stream copy and torch's fused AdamW; prints the table and returns its rows."""
+    numel = sum(p.numel() for p in _params(smoke))
+    copy_median, copy_min = stream_copy_seconds(numel, max(steps, 10))
+    rows: list[dict[str, float | str]] = [
+        {
+            "case": "stream copy (copy_)",
+            "bytes": 8.0,
+            "ms": copy_median * 1e3,
+            "min_ms": copy_min * 1e3,
+        }
+    ]
+    for label, nbytes, case in roofline_cases(smoke):
+        ms, _, _, _, fastest = measure(case, smoke, steps, warmup)
+        rows.append({"case": label, "bytes": float(nbytes), "ms": ms, "min_ms": fastest})
+    for row in rows:
+        row["gbs"] = float(row["bytes"]) * numel / (float(row["ms"]) * 1e-3) / 1e9
+        row["best_gbs"] = float(row["bytes"]) * numel / (float(row["min_ms"]) * 1e-3) / 1e9
+    copy_gbs, fused_gbs = float(rows[0]["gbs"]), float(rows[1]["gbs"])
+    compiled_ms = float(rows[2]["ms"])
+    print(
+        f"\nroofline: {numel:,} fp32 params, {steps} timed steps (median; 'best' from the fastest "
+        "step), gradkit with nonfinite='ignore'"
+    )
+    print(
+        f"{'case':<36} {'B/param':>7} {'ms':>8} {'GB/s':>7} {'best':>7} {'% copy':>7} "
+        f"{'% fused AdamW':>14} {'× compiled AdamW':>17}"
+    )
+    for row in rows:
+        gbs = float(row["gbs"])
+        print(
+            f"{row['case']:<36} {row['bytes']:7.0f} {row['ms']:8.2f} {gbs:7.1f} "
+            f"{row['best_gbs']:7.1f} {gbs / copy_gbs:7.0%} {gbs / fused_gbs:14.0%} "
+            f"{float(row['ms']) / compiled_ms:17.2f}",
+            flush=True,
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny params, 3 steps, no compilation")
@@ -292,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="timed steps per case in the matrix section (default 8, smoke 2)",
     )
+    parser.add_argument("--roofline", action="store_true", help="run only the roofline section")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     steps = args.steps or (3 if args.smoke else 30)
@@ -304,6 +408,10 @@ def main(argv: list[str] | None = None) -> int:
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, malloc {malloc}, steps {steps}, smoke={args.smoke}"
     )
     print(f"load average at start: {os.getloadavg()}")
+    if args.roofline:
+        roofline(args.smoke, steps, warmup)
+        print(f"load average at end: {os.getloadavg()}")
+        return 0
     print(
         f"{'case':<46} {'ms/step':>9} {'spread':>7} {'× AdamW foreach':>16} {'state B/param':>14}"
     )
@@ -323,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     _matrix_section(args, wanted)
+    if not wanted or "roofline" in wanted:
+        roofline(args.smoke, steps, warmup)
     print(f"load average at end: {os.getloadavg()}")
     return 0
 

@@ -23,9 +23,13 @@ is the same for all methods, so that a method module holds only its math:
 * ``load_state_dict`` compatibility: a checkpoint saved before a hyper-parameter existed loads
   and the new hyper-parameter takes its default; a float ``step`` is converted.
 
-A subclass provides ``_state_names`` (the per-param state tensors, zero-initialised), a
-``_validators`` table and ``_update(group, params, grads, state, steps, impl)``, which calls the
-method's functional update.
+A subclass declares its hyper-parameters (names and defaults in its constructor's signature,
+passed on with :func:`hyperparams`; validation in ``_validators``), ``_state_names`` (the
+per-param state tensors, zero-initialised), its per-tensor ``_kernel``
+(:class:`~gradkit.optim._compile.Kernel`, which owns the for-loop / foreach / fused dispatch and
+``maximize``) and ``_kernel_args(group, steps, impl)``, the kernel's scalars for a param group
+(:class:`~gradkit.optim._compile.KernelArgs`: shared hyper-parameters, per-tensor scalars such as
+bias corrections, static flags).
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ from typing import Any, ClassVar, cast
 import torch
 
 from gradkit import _validation as check
+from gradkit.optim._compile import Kernel, KernelArgs
 
-__all__ = ["GradkitOptimizer", "NonFiniteGradientError", "ParamsT"]
+__all__ = ["GradkitOptimizer", "NonFiniteGradientError", "ParamsT", "hyperparams"]
 
 ParamsT = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
 
@@ -48,6 +53,14 @@ COMMON_VALIDATORS: dict[str, check.Check] = {
     "fused": check.optional_boolean,
     "nonfinite": check.nonfinite_policy,
 }
+
+
+def hyperparams(arguments: Mapping[str, Any], *, exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """The ``defaults`` of an optimizer from its constructor's ``locals()``: every argument but
+    ``self``, ``params`` and ``exclude`` (the signature is the one declaration of the names and
+    defaults)."""
+    skipped = {"self", "params", "__class__", *exclude}
+    return {name: value for name, value in arguments.items() if name not in skipped}
 
 
 class NonFiniteGradientError(ValueError):
@@ -63,6 +76,8 @@ class GradkitOptimizer(torch.optim.Optimizer):
     _validators: ClassVar[Mapping[str, check.Check]] = {}
     #: Whether complex params are supported.
     _supports_complex: ClassVar[bool] = False
+    #: The method's per-tensor kernel (its math) with its drivers.
+    _kernel: ClassVar[Kernel]
 
     def __init__(self, params: ParamsT, defaults: dict[str, Any]) -> None:
         if isinstance(params, torch.Tensor):
@@ -248,6 +263,14 @@ class GradkitOptimizer(torch.optim.Optimizer):
             self._update(group, params, grads, state_lists, steps, self._impl(group))
         return loss
 
+    def _kernel_for(self, group: Mapping[str, Any]) -> Kernel:
+        """The kernel that updates ``group`` (override to route groups to different kernels)."""
+        return self._kernel
+
+    def _kernel_args(self, group: Mapping[str, Any], steps: list[int], impl: str) -> KernelArgs:
+        """The kernel's scalars for ``group`` (``steps``: each param's count after this step)."""
+        raise NotImplementedError
+
     def _update(
         self,
         group: dict[str, Any],
@@ -258,4 +281,6 @@ class GradkitOptimizer(torch.optim.Optimizer):
         impl: str,
     ) -> None:
         """Apply the method's update to ``params`` (``steps`` are already incremented)."""
-        raise NotImplementedError
+        lists = [params, grads, *(state[name] for name in self._state_names_for(group))]
+        args = self._kernel_args(group, steps, impl)
+        self._kernel_for(group)(lists, args, impl, maximize=group["maximize"])
