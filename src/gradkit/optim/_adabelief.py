@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from itertools import chain
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -298,37 +298,15 @@ class AdaBelief(GradkitOptimizer):
 
     _kernel = ADABELIEF_KERNEL
     _state_names = ("exp_avg", "exp_avg_var")
-    _validators: ClassVar[Mapping[str, check.Check]] = {
-        "lr": check.nonnegative,
-        "betas": check.betas,
-        "eps": check.nonnegative,
-        "weight_decay": check.nonnegative,
-        "amsgrad": check.boolean,
-        "weight_decouple": check.boolean,
-        "fixed_decay": check.boolean,
-        "rectify": check.boolean,
-        "degenerated_to_sgd": check.boolean,
-    }
 
     def __init__(
-        self,
-        params: ParamsT,
-        lr: float | torch.Tensor = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-16,
-        weight_decay: float = 0.0,
-        amsgrad: bool = False,
-        weight_decouple: bool = True,
-        fixed_decay: bool = False,
-        rectify: bool = True,
-        degenerated_to_sgd: bool = True,
-        print_change_log: bool = True,
-        *,
-        maximize: bool = False,
-        foreach: bool | None = None,
-        fused: bool | None = None,
+        self, params: ParamsT, lr: float | torch.Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-16, weight_decay: float = 0.0,
+        amsgrad: bool = False, weight_decouple: bool = True, fixed_decay: bool = False,
+        rectify: bool = True, degenerated_to_sgd: bool = True, print_change_log: bool = True,
+        *, maximize: bool = False, foreach: bool | None = None, fused: bool | None = None,
         nonfinite: str = "raise",
-    ) -> None:
+    ) -> None:  # fmt: skip
         check.boolean("print_change_log", print_change_log)
         super().__init__(params, hyperparams(locals(), exclude=["print_change_log"]))
 

@@ -207,6 +207,10 @@ def _sgdp_foreach(lists: list[list[Tensor]], s: Scalars) -> None:
 SGDP_KERNEL = Kernel("SGDP", _sgdp_kernel, foreach=_sgdp_foreach)
 
 
+#: The projection's hyper-parameters (AdamP and SGDP).
+_PROJECTION_VALIDATORS = {"delta": check.nonnegative, "wd_ratio": check.nonnegative}
+
+
 def _projection_args(group: Mapping[str, Any]) -> dict[str, float]:
     """The hyper-parameters AdamP and SGDP share: the projection's and the decay's."""
     return {name: float(group[name]) for name in ("eps", "weight_decay", "delta", "wd_ratio")}
@@ -246,32 +250,15 @@ class AdamP(GradkitOptimizer):
 
     _kernel = ADAMP_KERNEL
     _state_names: ClassVar[tuple[str, ...]] = ("exp_avg", "exp_avg_sq")
-    _validators: ClassVar[dict[str, check.Check]] = {
-        "lr": check.nonnegative,
-        "betas": check.betas,
-        "eps": check.nonnegative,
-        "weight_decay": check.nonnegative,
-        "delta": check.nonnegative,
-        "wd_ratio": check.nonnegative,
-        "nesterov": check.boolean,
-    }
+    _validators = _PROJECTION_VALIDATORS
 
     def __init__(
-        self,
-        params: ParamsT,
-        lr: float | torch.Tensor = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        delta: float = 0.1,
-        wd_ratio: float = 0.1,
-        nesterov: bool = False,
-        *,
-        maximize: bool = False,
-        foreach: bool | None = None,
-        fused: bool | None = None,
+        self, params: ParamsT, lr: float | torch.Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+        delta: float = 0.1, wd_ratio: float = 0.1, nesterov: bool = False,
+        *, maximize: bool = False, foreach: bool | None = None, fused: bool | None = None,
         nonfinite: str = "raise",
-    ) -> None:
+    ) -> None:  # fmt: skip
         super().__init__(params, hyperparams(locals()))
 
     def _kernel_args(self, group: Mapping[str, Any], steps: list[int], impl: str) -> KernelArgs:
@@ -326,36 +313,19 @@ class SGDP(GradkitOptimizer):
 
     _kernel = SGDP_KERNEL
     _state_names: ClassVar[tuple[str, ...]] = ("momentum",)
-    _validators: ClassVar[dict[str, check.Check]] = {
-        "lr": check.nonnegative,
+    _validators = {
+        **_PROJECTION_VALIDATORS,
         "momentum": check.unit_interval,
         "dampening": check.closed_unit_interval,
-        "weight_decay": check.nonnegative,
-        "nesterov": check.boolean,
-        "project_buffer": check.boolean,
-        "eps": check.nonnegative,
-        "delta": check.nonnegative,
-        "wd_ratio": check.nonnegative,
     }
 
     def __init__(
-        self,
-        params: ParamsT,
-        lr: float | torch.Tensor,
-        momentum: float = 0.0,
-        dampening: float = 0.0,
-        weight_decay: float = 0.0,
-        nesterov: bool = False,
-        eps: float = 1e-8,
-        delta: float = 0.1,
-        wd_ratio: float = 0.1,
-        *,
-        project_buffer: bool = True,
-        maximize: bool = False,
-        foreach: bool | None = None,
-        fused: bool | None = None,
-        nonfinite: str = "raise",
-    ) -> None:
+        self, params: ParamsT, lr: float | torch.Tensor, momentum: float = 0.0,
+        dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
+        eps: float = 1e-8, delta: float = 0.1, wd_ratio: float = 0.1,
+        *, project_buffer: bool = True, maximize: bool = False, foreach: bool | None = None,
+        fused: bool | None = None, nonfinite: str = "raise",
+    ) -> None:  # fmt: skip
         super().__init__(params, hyperparams(locals()))
 
     def _kernel_args(self, group: Mapping[str, Any], steps: list[int], impl: str) -> KernelArgs:

@@ -230,25 +230,13 @@ class ARO(MatrixOptimizer):
     }
 
     def __init__(
-        self,
-        params: ParamsT,
-        lr: float | torch.Tensor = 1e-3,
-        momentum: float = 0.95,
-        weight_decay: float = 0.0,
-        betas: tuple[float, float] = (0.9, 0.95),
-        eps: float = 1e-8,
-        *,
-        base: str = "sinkhorn",
-        sinkhorn_iters: int = 5,
-        update_scale: str = "rms",
-        target_rms: float = 0.2,
-        rotate: str = "smaller",
-        use_matrix_update: bool = True,
-        maximize: bool = False,
-        foreach: bool | None = None,
-        fused: bool | None = None,
+        self, params: ParamsT, lr: float | torch.Tensor = 1e-3, momentum: float = 0.95,
+        weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
+        *, base: str = "sinkhorn", sinkhorn_iters: int = 5, update_scale: str = "rms",
+        target_rms: float = 0.2, rotate: str = "smaller", use_matrix_update: bool = True,
+        maximize: bool = False, foreach: bool | None = None, fused: bool | None = None,
         nonfinite: str = "raise",
-    ) -> None:
+    ) -> None:  # fmt: skip
         super().__init__(params, hyperparams(locals()))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -34,6 +34,8 @@ bias corrections, static flags).
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, cast
 
@@ -46,8 +48,14 @@ __all__ = ["GradkitOptimizer", "NonFiniteGradientError", "ParamsT", "hyperparams
 
 ParamsT = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
 
-#: Validators shared by every gradkit optimizer.
+#: Validators by name, shared by every gradkit optimizer (a class's ``_validators`` add to and
+#: override them); a hyper-parameter whose default is a ``bool`` is checked with
+#: :func:`~gradkit._validation.boolean` unless a validator is named.
 COMMON_VALIDATORS: dict[str, check.Check] = {
+    "lr": check.nonnegative,
+    "betas": check.betas,
+    "eps": check.nonnegative,
+    "weight_decay": check.nonnegative,
     "maximize": check.boolean,
     "foreach": check.optional_boolean,
     "fused": check.optional_boolean,
@@ -63,6 +71,13 @@ def hyperparams(arguments: Mapping[str, Any], *, exclude: Iterable[str] = ()) ->
     return {name: value for name, value in arguments.items() if name not in skipped}
 
 
+@functools.cache
+def _bool_hyperparams(cls: type) -> frozenset[str]:
+    """The constructor arguments of ``cls`` whose declared default is a ``bool``."""
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    return frozenset(p.name for p in parameters if isinstance(p.default, bool))
+
+
 class NonFiniteGradientError(ValueError):
     """A gradient contains NaN or ±inf and the group's policy is ``nonfinite="raise"``."""
 
@@ -72,7 +87,8 @@ class GradkitOptimizer(torch.optim.Optimizer):
 
     #: Per-param state tensors, zero-initialised like the param, besides ``step``.
     _state_names: ClassVar[tuple[str, ...]] = ()
-    #: ``name -> check`` for the method's own hyper-parameters.
+    #: ``name -> check`` for the method's own hyper-parameters (beside :data:`COMMON_VALIDATORS`
+    #: and the ``bool`` rule).
     _validators: ClassVar[Mapping[str, check.Check]] = {}
     #: Whether complex params are supported.
     _supports_complex: ClassVar[bool] = False
@@ -91,9 +107,12 @@ class GradkitOptimizer(torch.optim.Optimizer):
     # ------------------------------------------------------------------ groups and validation
     def _validate_group(self, group: Mapping[str, Any]) -> None:
         validators = {**COMMON_VALIDATORS, **self._validators}
-        for name, validate in validators.items():
-            if name in group:
-                validate(name, group[name])
+        for name, value in group.items():
+            validate = validators.get(name)
+            if validate is None and name in _bool_hyperparams(type(self)):
+                validate = check.boolean
+            if validate is not None:
+                validate(name, value)
         if group.get("fused") and group.get("foreach"):
             raise ValueError("Invalid fused/foreach: `fused` and `foreach` cannot both be True")
 

@@ -103,23 +103,13 @@ class Kernel:
     """
 
     def __init__(
-        self,
-        name: str,
-        fn: Callable[..., None],
-        *,
-        foreach: ForeachForm | None = None,
-        skip_empty: bool = False,
-    ) -> None:
+        self, name: str, fn: Callable[..., None],
+        *, foreach: ForeachForm | None = None, skip_empty: bool = False,
+    ) -> None:  # fmt: skip
         self.name, self.fn, self.foreach, self.skip_empty = name, fn, foreach, skip_empty
 
-        def loop(
-            lists: Lists,
-            hyper: dict[str, Any],
-            per_tensor: dict[str, Any],
-            static: dict[str, Any],
-            maximize: bool,
-        ) -> None:
-            _kernel_loop(fn, skip_empty, lists, hyper, per_tensor, static, maximize)
+        def loop(*args: Any) -> None:  # (lists, hyper, per_tensor, static, maximize)
+            _kernel_loop(fn, skip_empty, *args)
 
         loop.__name__ = f"{name.lower().replace(' ', '_')}_kernel_loop"
         self._compiled = compiled_step(name, loop, loop)

@@ -9,7 +9,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gradkit import _validation as check
 from gradkit.optim._adamw import adam_hyper, adam_moments
 from gradkit.optim._base import GradkitOptimizer, ParamsT, hyperparams
 from gradkit.optim._compile import Kernel, KernelArgs, Scalars
@@ -111,26 +110,13 @@ class DiffGrad(GradkitOptimizer):
 
     _kernel = DIFFGRAD_KERNEL
     _state_names = ("exp_avg", "exp_avg_sq", "previous_grad")
-    _validators = {
-        "lr": check.nonnegative,
-        "betas": check.betas,
-        "eps": check.nonnegative,
-        "weight_decay": check.nonnegative,
-    }
 
     def __init__(
-        self,
-        params: ParamsT,
-        lr: float | torch.Tensor = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        *,
-        maximize: bool = False,
-        foreach: bool | None = None,
-        fused: bool | None = None,
+        self, params: ParamsT, lr: float | torch.Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+        *, maximize: bool = False, foreach: bool | None = None, fused: bool | None = None,
         nonfinite: str = "raise",
-    ) -> None:
+    ) -> None:  # fmt: skip
         super().__init__(params, hyperparams(locals()))
 
     def _kernel_args(self, group: Mapping[str, Any], steps: list[int], impl: str) -> KernelArgs:

@@ -77,13 +77,7 @@ class MatrixOptimizer(GradkitOptimizer):
     _matrix_hyper: ClassVar[tuple[str, ...]] = ()
     #: Group keys passed to the matrix kernel as static options besides ``eps``.
     _matrix_options: ClassVar[tuple[str, ...]] = ()
-    _common_validators: ClassVar[Mapping[str, check.Check]] = {
-        "lr": check.nonnegative,
-        "betas": check.betas,
-        "eps": check.positive,
-        "weight_decay": check.nonnegative,
-        "use_matrix_update": check.boolean,
-    }
+    _common_validators: ClassVar[Mapping[str, check.Check]] = {"eps": check.positive}
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         name = type(self).__name__

@@ -109,20 +109,11 @@ class SinkGD(MatrixOptimizer):
     }
 
     def __init__(
-        self,
-        params: ParamsT,
-        lr: float | torch.Tensor = 1e-3,
-        sinkhorn_iters: int = 5,
-        weight_decay: float = 0.0,
-        betas: tuple[float, float] = (0.9, 0.95),
-        eps: float = 1e-8,
-        *,
-        use_matrix_update: bool = True,
-        maximize: bool = False,
-        foreach: bool | None = None,
-        fused: bool | None = None,
-        nonfinite: str = "raise",
-    ) -> None:
+        self, params: ParamsT, lr: float | torch.Tensor = 1e-3, sinkhorn_iters: int = 5,
+        weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
+        *, use_matrix_update: bool = True, maximize: bool = False, foreach: bool | None = None,
+        fused: bool | None = None, nonfinite: str = "raise",
+    ) -> None:  # fmt: skip
         super().__init__(params, hyperparams(locals()))
 
     def _kernel_args(self, group: Mapping[str, Any], steps: list[int], impl: str) -> KernelArgs:

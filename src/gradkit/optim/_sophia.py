@@ -290,28 +290,14 @@ class SophiaG(_Sophia):
     """
 
     _square_estimate = True
-    _validators = {
-        "lr": check.nonnegative,
-        "betas": check.betas,
-        "rho": check.nonnegative,
-        "weight_decay": check.nonnegative,
-        "bs": check.positive,
-    }
+    _validators = {"rho": check.nonnegative, "bs": check.positive}
 
     def __init__(
-        self,
-        params: ParamsT,
-        lr: float | torch.Tensor = 1e-4,
-        betas: tuple[float, float] = (0.965, 0.99),
-        rho: float = 0.04,
-        weight_decay: float = 0.1,
-        *,
-        bs: float = 5120,
-        maximize: bool = False,
-        foreach: bool | None = None,
-        fused: bool | None = None,
-        nonfinite: str = "raise",
-    ) -> None:
+        self, params: ParamsT, lr: float | torch.Tensor = 1e-4,
+        betas: tuple[float, float] = (0.965, 0.99), rho: float = 0.04, weight_decay: float = 0.1,
+        *, bs: float = 5120, maximize: bool = False, foreach: bool | None = None,
+        fused: bool | None = None, nonfinite: str = "raise",
+    ) -> None:  # fmt: skip
         self._bs_override: float | None = None
         super().__init__(params, hyperparams(locals()))
 
@@ -383,28 +369,15 @@ class SophiaH(_Sophia):
         foreach / fused / nonfinite: as for :class:`SophiaG`.
     """
 
-    _validators = {
-        "lr": check.nonnegative,
-        "betas": check.betas,
-        "gamma": check.nonnegative,
-        "eps": check.positive,
-        "weight_decay": check.nonnegative,
-    }
+    _validators = {"gamma": check.nonnegative, "eps": check.positive}
 
     def __init__(
-        self,
-        params: ParamsT,
-        lr: float | torch.Tensor = 6e-4,
-        betas: tuple[float, float] = (0.96, 0.99),
-        gamma: float = 0.01,
-        eps: float = 1e-12,
+        self, params: ParamsT, lr: float | torch.Tensor = 6e-4,
+        betas: tuple[float, float] = (0.96, 0.99), gamma: float = 0.01, eps: float = 1e-12,
         weight_decay: float = 0.0,
-        *,
-        maximize: bool = False,
-        foreach: bool | None = None,
-        fused: bool | None = None,
+        *, maximize: bool = False, foreach: bool | None = None, fused: bool | None = None,
         nonfinite: str = "raise",
-    ) -> None:
+    ) -> None:  # fmt: skip
         super().__init__(params, hyperparams(locals()))
 
     def update_hessian(

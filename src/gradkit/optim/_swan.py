@@ -171,22 +171,12 @@ class SWAN(MatrixOptimizer):
     }
 
     def __init__(
-        self,
-        params: ParamsT,
-        lr: float | torch.Tensor = 1e-3,
-        ns_steps: int = 20,
-        weight_decay: float = 0.0,
-        betas: tuple[float, float] = (0.9, 0.95),
-        eps: float = 1e-8,
-        *,
-        square: str = "pinv",
-        rescale: bool = True,
-        use_matrix_update: bool = True,
-        maximize: bool = False,
-        foreach: bool | None = None,
-        fused: bool | None = None,
+        self, params: ParamsT, lr: float | torch.Tensor = 1e-3, ns_steps: int = 20,
+        weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
+        *, square: str = "pinv", rescale: bool = True, use_matrix_update: bool = True,
+        maximize: bool = False, foreach: bool | None = None, fused: bool | None = None,
         nonfinite: str = "raise",
-    ) -> None:
+    ) -> None:  # fmt: skip
         super().__init__(params, hyperparams(locals()))
 
 
