@@ -296,6 +296,8 @@ class AdaBelief(GradkitOptimizer):
     ε) and, with ``amsgrad``, ``max_exp_avg_var``; ``float32`` for ``float16`` params.
     """
 
+    paper = "Zhuang et al., AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed Gradients, NeurIPS 2020 (arXiv:2010.07468)"
+
     _kernel = ADABELIEF_KERNEL
     _state_names = ("exp_avg", "exp_avg_var")
 
@@ -371,14 +373,13 @@ class AdaBelief(GradkitOptimizer):
 
 def registry_spec() -> Any:
     """The registry entry for :class:`AdaBelief` (see :mod:`gradkit.registry`)."""
-    from gradkit._specs import ErrorInput, OptimizerSpec
+    from gradkit._specs import ErrorInput
+    from gradkit.optim._entries import optimizer_entry
 
-    return OptimizerSpec(
-        name="adabelief",
-        cls=AdaBelief,
-        paper="Zhuang et al., AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed Gradients, NeurIPS 2020 (arXiv:2010.07468)",
-        summary="Adam with the second moment of (g - m) instead of g; RAdam rectification by default",
-        configs=[
+    return optimizer_entry(
+        AdaBelief,
+        "Adam with the second moment of (g - m) instead of g; RAdam rectification by default",
+        [
             {},
             {"rectify": False},
             {"rectify": False, "amsgrad": True, "eps": 1e-8},

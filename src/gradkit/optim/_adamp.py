@@ -207,6 +207,10 @@ def _sgdp_foreach(lists: list[list[Tensor]], s: Scalars) -> None:
 SGDP_KERNEL = Kernel("SGDP", _sgdp_kernel, foreach=_sgdp_foreach)
 
 
+_PAPER = (
+    "Heo et al., AdamP: Slowing Down the Slowdown for Momentum Optimizers on "
+    "Scale-invariant Weights, ICLR 2021 (arXiv:2006.08217)"
+)
 #: The projection's hyper-parameters (AdamP and SGDP).
 _PROJECTION_VALIDATORS = {"delta": check.nonnegative, "wd_ratio": check.nonnegative}
 
@@ -247,6 +251,8 @@ class AdamP(GradkitOptimizer):
         >>> model(torch.randn(16, 4)).pow(3).mean().backward()
         >>> opt.step()
     """
+
+    paper = _PAPER
 
     _kernel = ADAMP_KERNEL
     _state_names: ClassVar[tuple[str, ...]] = ("exp_avg", "exp_avg_sq")
@@ -310,6 +316,8 @@ class SGDP(GradkitOptimizer):
         >>> w.detach()
         tensor([[3.7600, 3.4300]])
     """
+
+    paper = _PAPER
 
     _kernel = SGDP_KERNEL
     _state_names: ClassVar[tuple[str, ...]] = ("momentum",)

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from gradkit._specs import ErrorInput
 from gradkit.optim._adamp import SGDP, AdamP
+from gradkit.optim._entries import optimizer_entry
 
 __all__ = ["registry_specs"]
 
 
-_PAPER = (
-    "Heo et al., AdamP: Slowing Down the Slowdown for Momentum Optimizers on "
-    "Scale-invariant Weights, ICLR 2021 (arXiv:2006.08217)"
-)
-
-
 def _common_errors(**base: Any) -> list[Any]:
-    from gradkit._specs import ErrorInput
 
     return [
         ErrorInput({**base, "lr": -1.0}, ValueError, r"Invalid lr: -1\.0 \(must be >= 0\)"),
@@ -46,14 +41,11 @@ def registry_specs() -> list[Any]:
 
 
 def _adamp_spec() -> Any:
-    from gradkit._specs import ErrorInput, OptimizerSpec
 
-    return OptimizerSpec(
-        name="adamp",
-        cls=AdamP,
-        paper=_PAPER,
-        summary="Adam (decoupled decay) that removes the radial component of updates of scale-invariant weights",
-        configs=[
+    return optimizer_entry(
+        AdamP,
+        "Adam (decoupled decay) that removes the radial component of updates of scale-invariant weights",
+        [
             {},
             {"nesterov": True, "weight_decay": 1e-2, "wd_ratio": 0.5},
             {"betas": (0.5, 0.99), "eps": 1e-6, "weight_decay": 0.1, "delta": 1.0},
@@ -80,15 +72,12 @@ def _adamp_spec() -> Any:
 
 
 def _sgdp_spec() -> Any:
-    from gradkit._specs import ErrorInput, OptimizerSpec
 
     lr = 0.05
-    return OptimizerSpec(
-        name="sgdp",
-        cls=SGDP,
-        paper=_PAPER,
-        summary="SGD (momentum, decoupled decay) that removes the radial component of updates of scale-invariant weights",
-        configs=[
+    return optimizer_entry(
+        SGDP,
+        "SGD (momentum, decoupled decay) that removes the radial component of updates of scale-invariant weights",
+        [
             {"lr": lr},
             {"lr": lr, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-2},
             {

@@ -209,6 +209,8 @@ class ARO(MatrixOptimizer):
         maximize, foreach, fused, nonfinite: as for every gradkit optimizer.
     """
 
+    paper = "Gong, Zazo, Luo, Wang, Hensman, Ma, ARO: A New Lens On Matrix Optimization For Large Models (arXiv:2602.09006)"
+
     _matrix_state_names = ("momentum_buffer", "rotation")
     _kernel = ARO_KERNEL
     _matrix_hyper = ("momentum",)
@@ -277,16 +279,14 @@ class ARO(MatrixOptimizer):
 
 def registry_spec() -> Any:
     """The registry entry for :class:`ARO` (see :mod:`gradkit.registry`)."""
-    from gradkit._specs import ErrorInput, OptimizerSpec
+    from gradkit._specs import ErrorInput
+    from gradkit.optim._entries import matrix_error_inputs, optimizer_entry
     from gradkit.optim._param_groups import matrix_param_groups
-    from gradkit.optim._specs_matrix import matrix_error_inputs
 
-    return OptimizerSpec(
-        name="aro",
-        cls=ARO,
-        paper="Gong, Zazo, Luo, Wang, Hensman, Ma, ARO: A New Lens On Matrix Optimization For Large Models (arXiv:2602.09006)",
-        summary="momentum, a QR rotation chosen for the base map, and SR-Sinkhorn for matrices (RMS 0.2 updates), AdamW for the rest",
-        configs=[
+    return optimizer_entry(
+        ARO,
+        "momentum, a QR rotation chosen for the base map, and SR-Sinkhorn for matrices (RMS 0.2 updates), AdamW for the rest",
+        [
             {},
             {"weight_decay": 0.1, "momentum": 0.9, "base": "row_norm", "rotate": "rows"},
             {"update_scale": "dion_rms_norm", "base": "sign", "target_rms": 0.1},

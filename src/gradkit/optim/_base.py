@@ -92,6 +92,8 @@ class GradkitOptimizer(torch.optim.Optimizer):
     _validators: ClassVar[Mapping[str, check.Check]] = {}
     #: Whether complex params are supported.
     _supports_complex: ClassVar[bool] = False
+    #: The paper the method comes from, with its arXiv id (shown by the registry).
+    paper: ClassVar[str] = ""
     #: The method's per-tensor kernel (its math) with its drivers.
     _kernel: ClassVar[Kernel]
 

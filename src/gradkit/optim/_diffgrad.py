@@ -108,6 +108,8 @@ class DiffGrad(GradkitOptimizer):
     Constructor keyword names match ``torch_optimizer.DiffGrad``, so swapping the import works.
     """
 
+    paper = "Dubey et al., diffGrad: An Optimization Method for Convolutional Neural Networks, IEEE TNNLS 2020 (arXiv:1909.11015)"
+
     _kernel = DIFFGRAD_KERNEL
     _state_names = ("exp_avg", "exp_avg_sq", "previous_grad")
 
@@ -131,14 +133,13 @@ class DiffGrad(GradkitOptimizer):
 
 def registry_spec() -> Any:
     """The registry entry for :class:`DiffGrad` (see :mod:`gradkit.registry`)."""
-    from gradkit._specs import ErrorInput, OptimizerSpec
+    from gradkit._specs import ErrorInput
+    from gradkit.optim._entries import optimizer_entry
 
-    return OptimizerSpec(
-        name="diffgrad",
-        cls=DiffGrad,
-        paper="Dubey et al., diffGrad: An Optimization Method for Convolutional Neural Networks, IEEE TNNLS 2020 (arXiv:1909.11015)",
-        summary="Adam with a friction coefficient sigmoid(|g_prev - g|) on the first moment",
-        configs=[
+    return optimizer_entry(
+        DiffGrad,
+        "Adam with a friction coefficient sigmoid(|g_prev - g|) on the first moment",
+        [
             {},
             {"weight_decay": 0.1},
             {"betas": (0.5, 0.99), "eps": 1e-6, "weight_decay": 0.01},

@@ -101,6 +101,8 @@ class SinkGD(MatrixOptimizer):
         maximize, foreach, fused, nonfinite: as for every gradkit optimizer.
     """
 
+    paper = "Scetbon, Ma, Gong, Meeds, Gradient Multi-Normalization for Stateless and Scalable LLM Training (arXiv:2502.06742; NeurIPS 2025)"
+
     _kernel = SINKGD_KERNEL
     _matrix_options = ("sinkhorn_iters",)
     _validators = {
@@ -125,16 +127,14 @@ class SinkGD(MatrixOptimizer):
 
 def registry_spec() -> Any:
     """The registry entry for :class:`SinkGD` (see :mod:`gradkit.registry`)."""
-    from gradkit._specs import ErrorInput, OptimizerSpec
+    from gradkit._specs import ErrorInput
+    from gradkit.optim._entries import matrix_error_inputs, optimizer_entry
     from gradkit.optim._param_groups import matrix_param_groups
-    from gradkit.optim._specs_matrix import matrix_error_inputs
 
-    return OptimizerSpec(
-        name="sinkgd",
-        cls=SinkGD,
-        paper="Scetbon, Ma, Gong, Meeds, Gradient Multi-Normalization for Stateless and Scalable LLM Training (arXiv:2502.06742; NeurIPS 2025)",
-        summary="stateless SR-Sinkhorn (row then column l2) normalised updates for matrices, AdamW for the rest",
-        configs=[{}, {"weight_decay": 0.1, "sinkhorn_iters": 3}, {"betas": (0.8, 0.99)}],
+    return optimizer_entry(
+        SinkGD,
+        "stateless SR-Sinkhorn (row then column l2) normalised updates for matrices, AdamW for the rest",
+        [{}, {"weight_decay": 0.1, "sinkhorn_iters": 3}, {"betas": (0.8, 0.99)}],
         error_inputs=[
             *matrix_error_inputs(),
             ErrorInput({"sinkhorn_iters": 0}, ValueError, r"Invalid sinkhorn_iters: 0"),

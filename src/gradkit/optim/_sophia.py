@@ -162,6 +162,10 @@ def _sophia_args(group: Mapping[str, Any], *, scale: float, eps: float, guard: b
 class _Sophia(GradkitOptimizer):
     """Shared shell: state ``exp_avg`` and ``hessian``, and the curvature EMA."""
 
+    paper = (
+        "Liu et al., Sophia: A Scalable Stochastic Second-order Optimizer for Language Model "
+        "Pre-training, ICLR 2024 (arXiv:2305.14342)"
+    )
     _kernel = SOPHIA_KERNEL
     _state_names = ("exp_avg", "hessian")
     #: Whether the curvature estimate is squared (SophiaG stores ĝ⊙ĝ) or used as is.

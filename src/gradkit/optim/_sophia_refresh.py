@@ -9,6 +9,8 @@ from typing import Any, cast
 import torch
 
 from gradkit import _validation as check
+from gradkit._specs import ErrorInput
+from gradkit.optim._entries import optimizer_entry
 from gradkit.optim._sophia import SophiaG, SophiaH, _Sophia
 from gradkit.transforms._hessian import gnb_gradient, hutchinson_diagonal
 
@@ -174,12 +176,7 @@ def _conformance_refresh_h(
 
 def registry_specs() -> list[Any]:
     """The registry entries of :class:`SophiaG` and :class:`SophiaH`."""
-    from gradkit._specs import ErrorInput, OptimizerSpec
 
-    paper = (
-        "Liu et al., Sophia: A Scalable Stochastic Second-order Optimizer for Language Model "
-        "Pre-training, ICLR 2024 (arXiv:2305.14342)"
-    )
     common_errors = [
         ErrorInput({"lr": -1.0}, ValueError, r"Invalid lr: -1\.0 \(must be >= 0\)"),
         ErrorInput({"lr": float("nan")}, ValueError, r"Invalid lr: nan \(must be finite\)"),
@@ -189,12 +186,10 @@ def registry_specs() -> list[Any]:
         ErrorInput({"weight_decay": -0.1}, ValueError, r"Invalid weight_decay: -0\.1"),
     ]
     return [
-        OptimizerSpec(
-            name="sophiag",
-            cls=SophiaG,
-            paper=paper,
-            summary="clipped momentum / (rho * bs * EMA of GNB curvature); official SophiaG",
-            configs=[
+        optimizer_entry(
+            SophiaG,
+            "clipped momentum / (rho * bs * EMA of GNB curvature); official SophiaG",
+            [
                 {},
                 {"bs": 8, "rho": 0.05, "weight_decay": 0.0},
                 {"betas": (0.9, 0.95), "weight_decay": 0.2, "bs": 64, "rho": 0.02},
@@ -209,12 +204,10 @@ def registry_specs() -> list[Any]:
             hessian_refresh=_conformance_refresh_g,
             lr=0.01,
         ),
-        OptimizerSpec(
-            name="sophiah",
-            cls=SophiaH,
-            paper=paper,
-            summary="clip(momentum / max(gamma * h, eps), 1) with Hutchinson curvature",
-            configs=[
+        optimizer_entry(
+            SophiaH,
+            "clip(momentum / max(gamma * h, eps), 1) with Hutchinson curvature",
+            [
                 {},
                 {"gamma": 0.05, "weight_decay": 0.1, "betas": (0.9, 0.95)},
             ],

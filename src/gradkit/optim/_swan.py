@@ -161,6 +161,8 @@ class SWAN(MatrixOptimizer):
         maximize, foreach, fused, nonfinite: as for every gradkit optimizer.
     """
 
+    paper = "Ma, Gong, Scetbon, Meeds, SWAN: SGD with Normalization and Whitening Enables Stateless LLM Training, ICML 2025 (arXiv:2412.13148)"
+
     _kernel = SWAN_KERNEL
     _matrix_options = ("ns_steps", "square", "rescale")
     _validators = {
@@ -182,16 +184,14 @@ class SWAN(MatrixOptimizer):
 
 def registry_spec() -> Any:
     """The registry entry for :class:`SWAN` (see :mod:`gradkit.registry`)."""
-    from gradkit._specs import ErrorInput, OptimizerSpec
+    from gradkit._specs import ErrorInput
+    from gradkit.optim._entries import matrix_error_inputs, optimizer_entry
     from gradkit.optim._param_groups import matrix_param_groups
-    from gradkit.optim._specs_matrix import matrix_error_inputs
 
-    return OptimizerSpec(
-        name="swan",
-        cls=SWAN,
-        paper="Ma, Gong, Scetbon, Meeds, SWAN: SGD with Normalization and Whitening Enables Stateless LLM Training, ICML 2025 (arXiv:2412.13148)",
-        summary="stateless GradNorm + Newton-Schulz GradWhitening for matrices, AdamW for the rest",
-        configs=[
+    return optimizer_entry(
+        SWAN,
+        "stateless GradNorm + Newton-Schulz GradWhitening for matrices, AdamW for the rest",
+        [
             {},
             {"weight_decay": 0.1, "ns_steps": 12, "rescale": False},
             {"square": "uncentered"},
