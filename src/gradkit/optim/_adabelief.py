@@ -173,10 +173,10 @@ ADABELIEF_KERNEL = Kernel("AdaBelief", _adabelief_kernel, foreach=_adabelief_for
 class AdaBelief(GradkitOptimizer):
     r"""AdaBelief (Zhuang et al., NeurIPS 2020), following ``adabelief-pytorch==0.2.1``.
 
-    Zhuang, Tang, Ding, Tatikonda, Dvornek, Papademetris, Duncan. *AdaBelief Optimizer: Adapting
-    Stepsizes by the Belief in Observed Gradients.* NeurIPS 2020. arXiv:2010.07468.
+    Paper: Zhuang, Tang, Ding, Tatikonda, Dvornek, Papademetris, Duncan. *AdaBelief Optimizer:
+    Adapting Stepsizes by the Belief in Observed Gradients.* NeurIPS 2020, arXiv:2010.07468.
 
-    Semantics follow the authors' package ``adabelief-pytorch==0.2.1`` (identical to
+    Reference implementation: semantics follow the authors' package ``adabelief-pytorch==0.2.1`` (identical to
     ``pypi_packages/adabelief_pytorch0.2.1`` in juntang-zhuang/Adabelief-Optimizer @2855178), against
     which the tests check parity over every combination of its flags. Per element, with state
     :math:`m, s` (and :math:`s_{max}` for AMSGrad) initialised to 0, :math:`t` counted from 1,
@@ -252,22 +252,6 @@ class AdaBelief(GradkitOptimizer):
       ``weight_decay`` is rejected (the reference does not check it); ``print_change_log`` is
       accepted for drop-in compatibility and ignored: gradkit never prints.
 
-    Example:
-        >>> import torch
-        >>> from gradkit.optim import AdaBelief
-        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
-        >>> opt = AdaBelief([w], lr=0.1)  # rectify=True: step 1 is exactly -lr * g
-        >>> w.grad = torch.tensor([0.5, -0.5])
-        >>> opt.step()
-        >>> w.detach()
-        tensor([ 0.9500, -1.9500])
-        >>> v = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
-        >>> opt = AdaBelief([v], lr=0.1, rectify=False)  # step 1 is about -(lr / beta1) * sign(g)
-        >>> v.grad = torch.tensor([0.5, -0.5])
-        >>> opt.step()
-        >>> v.detach()
-        tensor([ 0.8889, -1.8889])
-
     Args:
         params: iterable of parameters or param-group dicts.
         lr: learning rate η (default 1e-3). May be a 0-d tensor.
@@ -287,19 +271,31 @@ class AdaBelief(GradkitOptimizer):
             first 5 steps for β2 = 0.999) instead of no step (default True).
         print_change_log: accepted for compatibility with the reference and ignored; gradkit
             never prints.
-        maximize: maximize the objective instead of minimizing it.
-        foreach: use the ``torch._foreach`` implementation (default when ``None``).
-        fused: use the single compiled-graph implementation (``torch.compile``).
-        nonfinite: ``"raise"`` (default), ``"skip"`` or ``"ignore"`` for NaN/inf gradients.
+        maximize, foreach, fused, nonfinite: as for every :class:`GradkitOptimizer`.
 
     State per param: ``step``, ``exp_avg`` (m), ``exp_avg_var`` (s, including the accumulated
     ε) and, with ``amsgrad``, ``max_exp_avg_var``; ``float32`` for ``float16`` params.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.optim import AdaBelief
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = AdaBelief([w], lr=0.1)  # rectify=True: step 1 is exactly -lr * g
+        >>> w.grad = torch.tensor([0.5, -0.5])
+        >>> opt.step()
+        >>> w.detach()
+        tensor([ 0.9500, -1.9500])
+        >>> v = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = AdaBelief([v], lr=0.1, rectify=False)  # step 1 is about -(lr / beta1) * sign(g)
+        >>> v.grad = torch.tensor([0.5, -0.5])
+        >>> opt.step()
+        >>> v.detach()
+        tensor([ 0.8889, -1.8889])
     """
 
-    paper = "Zhuang et al., AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed Gradients, NeurIPS 2020 (arXiv:2010.07468)"
-
-    _kernel = ADABELIEF_KERNEL
     _state_names = ("exp_avg", "exp_avg_var")
+    _kernel = ADABELIEF_KERNEL
+    paper = "Zhuang et al., AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed Gradients, NeurIPS 2020 (arXiv:2010.07468)"
 
     def __init__(
         self, params: ParamsT, lr: float | torch.Tensor = 1e-3,

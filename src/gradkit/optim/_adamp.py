@@ -1,79 +1,7 @@
-r"""AdamP and SGDP: Adam and SGD whose updates of scale-invariant weights are projected.
+"""AdamP and SGDP: Adam and SGD whose updates of scale-invariant weights are projected.
 
-Heo, Chun, Oh, Han, Yun, Kim, Uh, Ha. *AdamP: Slowing Down the Slowdown for Momentum
-Optimizers on Scale-invariant Weights.* ICLR 2021. arXiv:2006.08217.
-Reference code: ``clovaai/AdamP`` @7f6f038, packaged as ``adamp==0.3.0`` (identical), against
-which the tests check parity.
-
-Momentum makes the norm of scale-invariant weights (e.g. a conv or linear weight followed by
-BatchNorm) grow quickly, which shrinks their effective step size :math:`\eta/\lVert w\rVert^2`.
-AdamP/SGDP detect such weights with a cosine test on the raw gradient and remove the radial
-component of the update, so the norm grows only by second-order terms
-(see :func:`gradkit.transforms.radial_projection` for the test and the projection,
-:math:`\Pi(W, G, U) \mapsto (U', r)` with :math:`r \in \{\text{wd\_ratio}, 1\}`).
-
-**AdamP**, per tensor, with state :math:`m, v` initialised to 0 and :math:`t` counted from 1:
-
-.. math::
-
-    m &\leftarrow \beta_1 m + (1-\beta_1) g, \qquad v \leftarrow \beta_2 v + (1-\beta_2) g^2\\
-    d &= \sqrt{v}/\sqrt{1-\beta_2^t} + \epsilon\\
-    u &= m / d \quad\text{or, with nesterov,}\quad u = (\beta_1 m + (1-\beta_1) g) / d\\
-    (u, r) &= \Pi(\theta, g, u) \text{ if } \theta\text{.ndim} > 1 \text{ else } (u, 1)\\
-    \theta &\leftarrow \theta\,(1 - \eta\lambda r) \quad\text{(only if } \lambda > 0)\\
-    \theta &\leftarrow \theta - \frac{\eta}{1-\beta_1^t}\, u
-
-**SGDP**, with the buffer :math:`b` initialised to 0 (μ momentum, τ dampening):
-
-.. math::
-
-    b &\leftarrow \mu b + (1-\tau) g\\
-    d &= g + \mu b \text{ if nesterov else } b\\
-    (d, r) &= \Pi(\theta, g, d) \text{ if } \theta\text{.ndim} > 1 \text{ else } (d, 1)\\
-    \theta &\leftarrow \theta\,(1 - \eta\lambda r / (1-\mu)) \quad\text{(only if } \lambda > 0)\\
-    \theta &\leftarrow \theta - \eta\, d
-
-Facts of the reference that gradkit reproduces (the parity tests pin them):
-
-* The cosine test uses the raw gradient; the projection acts on the update.
-* Weight decay is decoupled and applied after the projection and before the step; projected
-  tensors get :math:`\lambda\cdot\text{wd\_ratio}`; SGDP divides the decay by :math:`1-\mu`.
-  Tensors with ``ndim <= 1`` are never projected (for them AdamP is exactly AdamW).
-* SGDP's first buffer is :math:`(1-\tau) g` (``torch.optim.SGD`` copies :math:`g`).
-* **SGDP without nesterov projects its momentum buffer**: in the reference ``d_p`` aliases the
-  buffer and the projection subtracts in place, so the stored ``momentum`` is the projected
-  direction and the next step builds on it. gradkit reproduces this (the parity tests compare
-  the buffer). With ``nesterov=True`` the buffer is not projected. The paper's algorithm keeps
-  the momentum and the projected step as separate quantities (our reading of its pseudo-code,
-  via secondary sources; ``pytorch_optimizer``'s SGDP clones the buffer the same way), so this
-  choice between the code and the paper is the flag ``project_buffer`` (default ``True``, the
-  code).
-
-Deviations from the reference (no value changes):
-
-* ``p.grad`` is never modified (``maximize`` negates a copy); the reference does not modify it
-  either, except that it has no ``maximize``.
-* ``reshape`` instead of ``view``: non-contiguous weights work (the reference raises), and
-  zero-size weights are not projected (the reference raises).
-* Validation: ``lr, eps, weight_decay, delta, wd_ratio >= 0``, betas and ``momentum`` in
-  :math:`[0, 1)` (SGDP divides by :math:`1-\mu`), ``dampening`` in :math:`[0, 1]`; the
-  reference validates nothing (a negative weight decay was silently ignored there).
-* SGDP's ``lr`` has no default: omitting it raises ``TypeError`` (the reference raises
-  ``ValueError`` later, at group creation, and lets every param group supply its own ``lr``).
-* SGDP accepts ``nesterov=True`` with ``momentum=0`` or ``dampening != 0``, exactly as the
-  reference does (``torch.optim.SGD`` rejects these); the update is then the formula above.
-
-Example:
-    >>> import torch
-    >>> from gradkit.optim import AdamP
-    >>> w = torch.nn.Parameter(torch.tensor([[3.0, 4.0]]))
-    >>> opt = AdamP([w], lr=0.1)
-    >>> w.grad = torch.tensor([[-4.0, 3.0]])  # orthogonal to w: the projection fires
-    >>> opt.step()
-    >>> w.detach()
-    tensor([[3.1120, 3.9160]])
-    >>> round(float(w.detach().norm()), 5)  # grows only at second order: √(5² + 0.14²)
-    5.00196
+Both share the projection (:func:`gradkit.transforms.radial_projection`) and the layout of the
+reference code, ``clovaai/AdamP``; each class states its own update rule.
 """
 
 from __future__ import annotations
@@ -225,9 +153,41 @@ class AdamP(GradkitOptimizer):
     r"""AdamP (Heo et al., ICLR 2021): Adam with decoupled weight decay whose updates of
     scale-invariant weights have their radial component removed.
 
-    See the module docstring for the update rule, the reference facts it reproduces and the
-    deviations. Constructor keyword names and defaults match ``adamp.AdamP`` 0.3.0, so swapping
-    the import works.
+    Paper: Heo, Chun, Oh, Han, Yun, Kim, Uh, Ha. *AdamP: Slowing Down the Slowdown for Momentum
+    Optimizers on Scale-invariant Weights.* ICLR 2021, arXiv:2006.08217.
+
+    Reference implementation: ``clovaai/AdamP`` @7f6f038, packaged as ``adamp==0.3.0``
+    (identical); the tests check parity with it. Constructor keyword names and defaults match
+    ``adamp.AdamP``, so swapping the import works.
+
+    Momentum makes the norm of scale-invariant weights (a weight followed by BatchNorm) grow,
+    which shrinks their effective step size :math:`\eta/\lVert w\rVert^2`. AdamP detects such
+    weights with a cosine test on the raw gradient and removes the radial component of the
+    update, :math:`\Pi(W, G, U) \mapsto (U', r)` with :math:`r \in \{\text{wd\_ratio}, 1\}`
+    (:func:`gradkit.transforms.radial_projection`). Per tensor, with state :math:`m, v`
+    initialised to 0 and :math:`t` counted from 1:
+
+    .. math::
+
+        m &\leftarrow \beta_1 m + (1-\beta_1) g, \qquad v \leftarrow \beta_2 v + (1-\beta_2) g^2\\
+        d &= \sqrt{v}/\sqrt{1-\beta_2^t} + \epsilon\\
+        u &= m / d \quad\text{or, with nesterov,}\quad u = (\beta_1 m + (1-\beta_1) g) / d\\
+        (u, r) &= \Pi(\theta, g, u) \text{ if } \theta\text{.ndim} > 1 \text{ else } (u, 1)\\
+        \theta &\leftarrow \theta\,(1 - \eta\lambda r) \quad\text{(only if } \lambda > 0)\\
+        \theta &\leftarrow \theta - \frac{\eta}{1-\beta_1^t}\, u
+
+    Facts of the reference that gradkit reproduces: the cosine test uses the raw gradient, the
+    projection acts on the update; the decay is decoupled, applied after the projection and
+    before the step, with :math:`\lambda\cdot\text{wd\_ratio}` for projected tensors; tensors
+    with ``ndim <= 1`` are never projected (for them AdamP is exactly AdamW).
+
+    Deviations from the reference (no value changes): ``p.grad`` is never modified
+    (``maximize`` negates a copy; the reference has no ``maximize``); ``reshape`` instead of
+    ``view``, so non-contiguous weights work and zero-size weights pass through (the reference
+    raises on both); the hyper-parameters are validated (``lr, eps, weight_decay, delta,
+    wd_ratio >= 0``, betas in :math:`[0, 1)`; the reference validates nothing). ``fused=True``
+    computes the projection's row sums in one pass (``radial_projection``'s single-pass form),
+    equal to the reference up to rounding.
 
     Args:
         params: iterable of parameters or param-group dicts.
@@ -238,10 +198,7 @@ class AdamP(GradkitOptimizer):
         delta: threshold coefficient δ of the cosine test ``max |cos| < δ/√n`` (default 0.1).
         wd_ratio: weight-decay multiplier for projected tensors (default 0.1).
         nesterov: use the Nesterov form ``(β1 m + (1−β1) g)/d`` of the update (default False).
-        maximize: maximize the objective instead of minimizing it.
-        foreach: use the ``torch._foreach`` implementation (default when ``None``).
-        fused: use the single compiled-graph implementation (``torch.compile``).
-        nonfinite: ``"raise"`` (default), ``"skip"`` or ``"ignore"`` for NaN/inf gradients.
+        maximize, foreach, fused, nonfinite: as for every :class:`GradkitOptimizer`.
 
     Example:
         >>> import torch
@@ -250,6 +207,14 @@ class AdamP(GradkitOptimizer):
         >>> opt = AdamP(model.parameters(), lr=1e-3, weight_decay=1e-2)
         >>> model(torch.randn(16, 4)).pow(3).mean().backward()
         >>> opt.step()
+        >>> w = torch.nn.Parameter(torch.tensor([[3.0, 4.0]]))
+        >>> opt = AdamP([w], lr=0.1)
+        >>> w.grad = torch.tensor([[-4.0, 3.0]])  # orthogonal to w: the projection fires
+        >>> opt.step()
+        >>> w.detach()
+        tensor([[3.1120, 3.9160]])
+        >>> round(float(w.detach().norm()), 5)  # grows only at second order: √(5² + 0.14²)
+        5.00196
     """
 
     paper = _PAPER
@@ -283,9 +248,37 @@ class SGDP(GradkitOptimizer):
     r"""SGDP (Heo et al., ICLR 2021): SGD with momentum and decoupled weight decay whose
     updates of scale-invariant weights have their radial component removed.
 
-    See the module docstring for the update rule, the reference facts it reproduces (notably
-    that without nesterov the momentum buffer itself is projected) and the deviations.
-    Constructor keyword names and defaults match ``adamp.SGDP`` 0.3.0.
+    Paper: Heo et al., *AdamP: Slowing Down the Slowdown for Momentum Optimizers on
+    Scale-invariant Weights.* ICLR 2021, arXiv:2006.08217 (SGDP is its SGD variant).
+
+    Reference implementation: ``clovaai/AdamP`` @7f6f038 (``adamp==0.3.0``), class ``SGDP``;
+    the tests check parity with it. Constructor keyword names and defaults match ``adamp.SGDP``.
+
+    With the buffer :math:`b` initialised to 0 (μ momentum, τ dampening) and the projection
+    :math:`\Pi` of :func:`gradkit.transforms.radial_projection`:
+
+    .. math::
+
+        b &\leftarrow \mu b + (1-\tau) g\\
+        d &= g + \mu b \text{ if nesterov else } b\\
+        (d, r) &= \Pi(\theta, g, d) \text{ if } \theta\text{.ndim} > 1 \text{ else } (d, 1)\\
+        \theta &\leftarrow \theta\,(1 - \eta\lambda r / (1-\mu)) \quad\text{(only if } \lambda > 0)\\
+        \theta &\leftarrow \theta - \eta\, d
+
+    Facts of the reference that gradkit reproduces (the parity tests pin them): the first
+    buffer is :math:`(1-\tau) g` (``torch.optim.SGD`` copies :math:`g`); the decay is divided
+    by :math:`1-\mu`; and **without nesterov the momentum buffer itself is projected** (in the
+    reference ``d_p`` aliases the buffer and the projection subtracts in place, so the next step
+    builds on the projected direction). The paper's algorithm keeps momentum and projected step
+    apart (our reading of its pseudo-code, as ``pytorch_optimizer.SGDP`` does), so this choice
+    is the flag ``project_buffer`` (default ``True``, the code).
+
+    Deviations from the reference: ``p.grad`` is never modified; ``reshape`` instead of
+    ``view`` (non-contiguous and zero-size weights work); validation (``momentum`` in
+    :math:`[0, 1)` since the decay divides by :math:`1-\mu`, ``dampening`` in :math:`[0, 1]`,
+    the rest ``>= 0``); ``lr`` has no default, so omitting it raises ``TypeError`` (the
+    reference raises ``ValueError`` at group creation). ``nesterov=True`` with ``momentum=0``
+    or ``dampening != 0`` is accepted, as in the reference (``torch.optim.SGD`` rejects it).
 
     Args:
         params: iterable of parameters or param-group dicts.
@@ -301,10 +294,7 @@ class SGDP(GradkitOptimizer):
             buffer, as the official code does (default True). ``False`` keeps the buffer
             unprojected and projects only the step, as the paper's algorithm is written (and as
             ``pytorch_optimizer.SGDP`` does). No effect with ``nesterov=True``.
-        maximize: maximize the objective instead of minimizing it.
-        foreach: use the ``torch._foreach`` implementation (default when ``None``).
-        fused: use the single compiled-graph implementation (``torch.compile``).
-        nonfinite: ``"raise"`` (default), ``"skip"`` or ``"ignore"`` for NaN/inf gradients.
+        maximize, foreach, fused, nonfinite: as for every :class:`GradkitOptimizer`.
 
     Example:
         >>> import torch

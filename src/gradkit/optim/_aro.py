@@ -103,9 +103,12 @@ class ARO(MatrixOptimizer):
     r"""ARO (Gong et al., 2026): momentum, an adaptive rotation from a QR, and a base map
     (SR-Sinkhorn by default) for matrices; AdamW for groups with ``use_matrix_update=False``.
 
-    Gong, Zazo, Luo, Wang, Hensman, Ma. *ARO: A New Lens On Matrix Optimization For Large Models.*
-    arXiv:2602.09006, 2026. No author code was found; microsoft/dion has an ARO on its unmerged
-    ``dev/aro`` branch (read for the spec, not copied).
+    Paper: Gong, Zazo, Luo, Wang, Hensman, Ma. *ARO: A New Lens On Matrix Optimization For
+    Large Models.* arXiv:2602.09006, 2026.
+
+    Reference implementation: no author code was found; microsoft/dion has an ARO on its
+    unmerged ``dev/aro`` branch (read for the spec, not copied). The deviation from it (which
+    side is rotated, ``rotate=``) is explained below.
 
     For a weight :math:`W \in \mathbb{R}^{m\times n}` (conv kernels as ``out × in·kh·kw``) with
     gradient :math:`G`, momentum :math:`M`, an orthogonal rotation :math:`R \in \mathbb{R}^{m\times m}`
@@ -177,6 +180,23 @@ class ARO(MatrixOptimizer):
     (dion), weight_decay 0, base ``"sinkhorn"``. Non-matrix parameters
     (``use_matrix_update=False`` groups) get AdamW; see :func:`~gradkit.optim.matrix_param_groups`.
 
+    Args:
+        params: parameters or param groups, e.g. from :func:`~gradkit.optim.matrix_param_groups`.
+        use_matrix_update: the groups' default routing flag: True, the matrix rule (≥2-D
+            params only); False, AdamW.
+        lr: learning rate η (default 1e-3). May be a 0-d tensor.
+        momentum: β of the momentum M (default 0.95).
+        weight_decay: decoupled weight decay λ (default 0), also for AdamW groups.
+        betas: AdamW's (β1, β2) for ``use_matrix_update=False`` groups (default (0.9, 0.95)).
+        eps: AdamW's ε, and the norm clamps of the base maps (default 1e-8).
+        base: ``"sinkhorn"`` (default), ``"row_norm"``, ``"sign"`` or ``"frobenius"``.
+        sinkhorn_iters: L of the SR-Sinkhorn base (default 5).
+        update_scale: ``"rms"`` (default), ``"dion_rms_norm"`` or ``"none"``.
+        target_rms: the RMS of the update before η for ``"rms"`` (default 0.2), and the factor
+            of ``"dion_rms_norm"``.
+        rotate: ``"smaller"`` (default), ``"rows"`` or ``"columns"``: which side R acts on.
+        maximize, foreach, fused, nonfinite: as for every :class:`GradkitOptimizer`.
+
     Example:
         >>> import torch
         >>> from gradkit.optim import ARO
@@ -189,24 +209,6 @@ class ARO(MatrixOptimizer):
         True
         >>> round(float(w.detach().square().mean().sqrt()), 4)  # RMS of the step: 0.2 · lr
         0.02
-
-    Args:
-        params: parameters or param groups; build them with
-            :func:`~gradkit.optim.matrix_param_groups`. A group with ``use_matrix_update=True``
-            (default) must hold only ≥2-D params.
-        lr: learning rate η (default 1e-3). May be a 0-d tensor.
-        momentum: β of the momentum M (default 0.95).
-        weight_decay: decoupled weight decay λ (default 0), also for AdamW groups.
-        betas: AdamW's (β1, β2) for ``use_matrix_update=False`` groups (default (0.9, 0.95)).
-        eps: AdamW's ε, and the norm clamps of the base maps (default 1e-8).
-        base: ``"sinkhorn"`` (default), ``"row_norm"``, ``"sign"`` or ``"frobenius"``.
-        sinkhorn_iters: L of the SR-Sinkhorn base (default 5).
-        update_scale: ``"rms"`` (default), ``"dion_rms_norm"`` or ``"none"``.
-        target_rms: the RMS of the update before η for ``"rms"`` (default 0.2), and the factor
-            of ``"dion_rms_norm"``.
-        rotate: ``"smaller"`` (default), ``"rows"`` or ``"columns"``: which side R acts on.
-        use_matrix_update: default of the per-group routing flag.
-        maximize, foreach, fused, nonfinite: as for every gradkit optimizer.
     """
 
     paper = "Gong, Zazo, Luo, Wang, Hensman, Ma, ARO: A New Lens On Matrix Optimization For Large Models (arXiv:2602.09006)"

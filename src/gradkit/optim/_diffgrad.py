@@ -57,8 +57,8 @@ DIFFGRAD_KERNEL = Kernel("DiffGrad", _diffgrad_kernel, foreach=_diffgrad_foreach
 class DiffGrad(GradkitOptimizer):
     r"""diffGrad (Dubey et al., 2020), following the authors' ``diffGrad_v2``.
 
-    Dubey, Chakraborty, Roy, Mukherjee, Singh, Chaudhuri. *diffGrad: An Optimization Method for
-    Convolutional Neural Networks.* IEEE TNNLS 31(11), 2020. arXiv:1909.11015.
+    Paper: Dubey, Chakraborty, Roy, Mukherjee, Singh, Chaudhuri. *diffGrad: An Optimization
+    Method for Convolutional Neural Networks.* IEEE TNNLS 31(11), 2020, arXiv:1909.11015.
 
     Per element, with state :math:`m, v, g_{prev}` initialised to 0 and :math:`t` counted from 1:
 
@@ -71,7 +71,7 @@ class DiffGrad(GradkitOptimizer):
         \theta &\leftarrow \theta - \eta \frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}\,
             \frac{\xi \odot m}{\sqrt{v} + \epsilon}
 
-    Semantics follow the authors' fixed ``diffGrad_v2.py`` (shivram1987/diffGrad @73233ba) and its
+    Reference implementation: semantics follow the authors' fixed ``diffGrad_v2.py`` (shivram1987/diffGrad @73233ba) and its
     packaged copy ``torch_optimizer.DiffGrad`` 0.3.0, against which the tests check parity:
 
     * ε is added to :math:`\sqrt{v}` *before* bias correction; :math:`\sqrt{1-\beta_2^t}` is folded
@@ -84,6 +84,16 @@ class DiffGrad(GradkitOptimizer):
     Deviation from the reference (documented and tested): the reference adds the L2 term to
     ``p.grad`` in place; gradkit never modifies ``p.grad``.
 
+    Args:
+        params: iterable of parameters or param-group dicts.
+        lr: learning rate η (default 1e-3). May be a 0-d tensor.
+        betas: (β1, β2) (default (0.9, 0.999)).
+        eps: ε added to √v before bias correction (default 1e-8).
+        weight_decay: coupled L2 coefficient λ, added to the gradient (default 0).
+        maximize, foreach, fused, nonfinite: as for every :class:`GradkitOptimizer`.
+
+    Constructor keyword names match ``torch_optimizer.DiffGrad``, so swapping the import works.
+
     Example:
         >>> import torch
         >>> from gradkit.optim import DiffGrad
@@ -93,25 +103,11 @@ class DiffGrad(GradkitOptimizer):
         >>> opt.step()
         >>> w.detach()
         tensor([ 0.9378, -1.9378])
-
-    Args:
-        params: iterable of parameters or param-group dicts.
-        lr: learning rate η (default 1e-3). May be a 0-d tensor.
-        betas: (β1, β2) (default (0.9, 0.999)).
-        eps: ε added to √v before bias correction (default 1e-8).
-        weight_decay: coupled L2 coefficient λ, added to the gradient (default 0).
-        maximize: maximize the objective instead of minimizing it.
-        foreach: use the ``torch._foreach`` implementation (default when ``None``).
-        fused: use the single compiled-graph implementation (``torch.compile``).
-        nonfinite: ``"raise"`` (default), ``"skip"`` or ``"ignore"`` for NaN/inf gradients.
-
-    Constructor keyword names match ``torch_optimizer.DiffGrad``, so swapping the import works.
     """
 
-    paper = "Dubey et al., diffGrad: An Optimization Method for Convolutional Neural Networks, IEEE TNNLS 2020 (arXiv:1909.11015)"
-
-    _kernel = DIFFGRAD_KERNEL
     _state_names = ("exp_avg", "exp_avg_sq", "previous_grad")
+    _kernel = DIFFGRAD_KERNEL
+    paper = "Dubey et al., diffGrad: An Optimization Method for Convolutional Neural Networks, IEEE TNNLS 2020 (arXiv:1909.11015)"
 
     def __init__(
         self, params: ParamsT, lr: float | torch.Tensor = 1e-3,

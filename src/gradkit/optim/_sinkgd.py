@@ -40,9 +40,12 @@ class SinkGD(MatrixOptimizer):
     r"""SinkGD (Scetbon et al., 2025): SR-Sinkhorn-normalised, stateless updates for matrices,
     AdamW for groups with ``use_matrix_update=False``.
 
-    Scetbon, Ma, Gong, Meeds. *Gradient Multi-Normalization for Stateless and Scalable LLM
-    Training* (arXiv:2502.06742; NeurIPS 2025 as *Gradient Multi-Normalization for Efficient LLM
-    Training*). No official code was released.
+    Paper: Scetbon, Ma, Gong, Meeds. *Gradient Multi-Normalization for Stateless and Scalable
+    LLM Training* (arXiv:2502.06742; NeurIPS 2025 as *Gradient Multi-Normalization for Efficient
+    LLM Training*).
+
+    Reference implementation: none released; the tests check Algorithms 3–4 as written below.
+    Deviations and choices where the paper was not checkable are listed below.
 
     For a weight :math:`W \in \mathbb{R}^{m\times n}` (``m = shape[0]``; conv kernels as
     ``out × in·kh·kw``) with gradient :math:`G`, Algorithms 3–4 of the paper:
@@ -75,30 +78,26 @@ class SinkGD(MatrixOptimizer):
       treated as batches of matrices.
     * Weight decay is decoupled (``W(1 − ηλ)``), default 0.
 
-    Non-matrix parameters (``use_matrix_update=False`` groups) get AdamW; see
-    :func:`~gradkit.optim.matrix_param_groups`.
-
-    Example:
-        >>> import torch
-        >>> from gradkit.optim import SinkGD
-        >>> w = torch.nn.Parameter(torch.ones(2, 3))
-        >>> opt = SinkGD([w], lr=0.1)
-        >>> w.grad = torch.tensor([[1.0, 2.0, 2.0], [0.0, 0.0, 3.0]])
-        >>> opt.step()
-        >>> len(opt.state)  # stateless
-        0
-
     Args:
-        params: parameters or param groups; build them with
-            :func:`~gradkit.optim.matrix_param_groups`. A group with ``use_matrix_update=True``
-            (default) must hold only ≥2-D params.
+        params: parameters or param groups, e.g. from :func:`~gradkit.optim.matrix_param_groups`.
+        use_matrix_update: the groups' default routing flag: True, the matrix rule (≥2-D
+            params only); False, AdamW.
         lr: learning rate η (default 1e-3). May be a 0-d tensor.
         sinkhorn_iters: L, the number of row-then-column normalisations (default 5).
         weight_decay: decoupled weight decay λ (default 0), also for AdamW groups.
         betas: AdamW's (β1, β2) for ``use_matrix_update=False`` groups (default (0.9, 0.95)).
         eps: AdamW's ε, and the lower clamp of row/column norms (default 1e-8).
-        use_matrix_update: default of the per-group routing flag.
-        maximize, foreach, fused, nonfinite: as for every gradkit optimizer.
+        maximize, foreach, fused, nonfinite: as for every :class:`GradkitOptimizer`.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.optim import SinkGD, matrix_param_groups
+        >>> model = torch.nn.Linear(3, 2)
+        >>> opt = SinkGD(matrix_param_groups(model, head=None), lr=0.1)
+        >>> model(torch.ones(1, 3)).sum().backward()
+        >>> opt.step()
+        >>> len(opt.state)  # nothing for the (stateless) matrix; AdamW state for the bias
+        1
     """
 
     paper = "Scetbon, Ma, Gong, Meeds, Gradient Multi-Normalization for Stateless and Scalable LLM Training (arXiv:2502.06742; NeurIPS 2025)"

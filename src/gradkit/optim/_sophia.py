@@ -1,39 +1,8 @@
 r"""Sophia: clipped diagonal-Hessian preconditioning (SophiaG and SophiaH).
 
 Liu, Li, Hall, Liang, Ma. *Sophia: A Scalable Stochastic Second-order Optimizer for Language
-Model Pre-training.* ICLR 2024. arXiv:2305.14342. Official code: Liuhong99/Sophia @a7e1572
-(``sophia.py``, ``train_sophiag.py``); its packaged fork ``sophia-opt==0.2.2`` is the test
-oracle for :class:`SophiaG`.
-
-Per element, with state :math:`m = h = 0` initially, and no bias correction:
-
-.. math::
-
-    \theta &\leftarrow \theta\,(1 - \eta\lambda) \qquad\text{(decoupled weight decay)}\\
-    m &\leftarrow \beta_1 m + (1-\beta_1)\, g\\
-    \text{SophiaG:}\quad \theta &\leftarrow \theta - \eta\,\operatorname{sign}(m)\,
-        \min\!\Big(\frac{|m|}{\rho\cdot bs\cdot h + 10^{-15}},\ 1\Big)\\
-    \text{SophiaH:}\quad \theta &\leftarrow \theta - \eta\,
-        \operatorname{clip}\!\Big(\frac{m}{\max(\gamma h,\ \epsilon)},\ [-1, 1]\Big)
-
-and, every :math:`k` steps, the curvature EMA :math:`h \leftarrow \beta_2 h + (1-\beta_2)\hat h`
-(:meth:`SophiaG.update_hessian`, :meth:`SophiaH.update_hessian`, or :func:`sophia_refresh`):
-
-* **SophiaG** stores the official code's quantity, :math:`\hat h = \hat g\odot\hat g` with
-  :math:`\hat g` the Gauss–Newton–Bartlett sampled-label gradient of the *mean* loss over
-  :math:`bs` label positions; ``rho * bs * h`` is then the paper's :math:`\gamma\,\hat h_{GNB}`
-  (:math:`\gamma = \rho`, :math:`\hat h_{GNB} = bs\cdot\hat g\odot\hat g`).
-* **SophiaH** stores a diagonal in the paper's units, normally the Hutchinson estimate
-  :math:`u\odot Hu`. That estimate can be **negative**; the official code's form
-  :math:`\operatorname{sign}(m)\min(|m|/(\rho bs h), 1)` would then have a negative ratio and step
-  *uphill*, so SophiaH uses the paper's guard :math:`\max(\gamma h, \epsilon)`: a coordinate with
-  :math:`h \le \epsilon/\gamma` takes the sign step :math:`-\eta\operatorname{sign}(m)`. (For
-  :math:`h \ge 0` both forms agree.) Under ``maximize=True`` SophiaH negates the Hutchinson
-  estimate, since the minimised objective is then :math:`-L`.
-
-Until the first curvature update (and wherever :math:`h = 0`) both take
-:math:`\Delta\theta = -\eta\operatorname{sign}(m) - \eta\lambda\theta` (sign momentum). Every
-coordinate obeys :math:`|\Delta\theta_i + \eta\lambda\theta_i| \le \eta`.
+Model Pre-training.* ICLR 2024. arXiv:2305.14342. Each class states its own update rule; this
+page holds what both share: how ``bs`` is passed and the training recipe.
 
 **How ``bs`` is passed.** The official ``SophiaG.step(closure=None, bs=5120)`` takes the batch size
 at each step. Here ``bs`` is a constructor / param-group hyper-parameter (default 5120, the
@@ -61,23 +30,6 @@ to norm 1.0, ``update_hessian()`` is called and the gradients are zeroed. With g
 
 :func:`sophia_refresh` never touches ``p.grad``. Calling ``optimizer.update_hessian()`` right
 after a backward pass of the sampled-label loss (the official API) works too.
-
-Deviations from the official ``SophiaG`` (none changes a value; parity is tested in float64
-over 60 steps with curvature updates in between): ``bs`` is a hyper-parameter,
-``update_hessian`` also accepts the estimates as an argument, ``step`` is an ``int64`` tensor, a
-``foreach`` and a compiled path exist, non-finite gradients or curvature estimates follow the
-``nonfinite`` policy, and ``capturable`` is not offered.
-
-Example:
-    >>> import torch
-    >>> from gradkit.optim import SophiaG
-    >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
-    >>> opt = SophiaG([w], lr=0.1, weight_decay=0.0, bs=1)
-    >>> w.grad = torch.tensor([0.5, -0.5])
-    >>> opt.update_hessian()          # h = (1 - 0.99) * g**2, read from p.grad as in the paper code
-    >>> opt.step()                    # |m| = 0.0175 > rho * bs * h = 1e-4: ratio clipped to 1
-    >>> w.detach()
-    tensor([ 0.9000, -1.9000])
 """
 
 from __future__ import annotations
@@ -274,7 +226,37 @@ class _Sophia(GradkitOptimizer):
 class SophiaG(_Sophia):
     r"""SophiaG (Liu et al., ICLR 2024): the official ``SophiaG`` update (GNB curvature).
 
-    See the module docstring for the update, the ``bs`` convention and the training recipe.
+    Paper: Liu, Li, Hall, Liang, Ma. *Sophia: A Scalable Stochastic Second-order Optimizer for
+    Language Model Pre-training.* ICLR 2024, arXiv:2305.14342.
+
+    Reference implementation: the official code, Liuhong99/Sophia @a7e1572 (``sophia.py``,
+    ``train_sophiag.py``); its packaged fork ``sophia-opt==0.2.2`` is the test oracle (parity in
+    float64 over 60 steps with curvature updates in between). Constructor keyword names match
+    ``sophia_opt.SophiaG`` (plus ``bs``).
+
+    Per element, with state :math:`m = h = 0` initially and no bias correction:
+
+    .. math::
+
+        \theta &\leftarrow \theta\,(1 - \eta\lambda) \qquad\text{(decoupled weight decay)}\\
+        m &\leftarrow \beta_1 m + (1-\beta_1)\, g\\
+        \theta &\leftarrow \theta - \eta\,\operatorname{sign}(m)\,
+            \min\!\Big(\frac{|m|}{\rho\cdot bs\cdot h + 10^{-15}},\ 1\Big)
+
+    and, every :math:`k` steps (:meth:`update_hessian` or :func:`sophia_refresh`), the curvature
+    EMA :math:`h \leftarrow \beta_2 h + (1-\beta_2)\,\hat g\odot\hat g`, with :math:`\hat g`
+    the Gauss–Newton–Bartlett sampled-label gradient of the *mean* loss over :math:`bs` label
+    positions; ``rho * bs * h`` is then the paper's :math:`\gamma\,\hat h_{GNB}`
+    (:math:`\gamma = \rho`, :math:`\hat h_{GNB} = bs\cdot\hat g\odot\hat g`). Until the first
+    curvature update (and wherever :math:`h = 0`) the step is the sign step
+    :math:`-\eta\operatorname{sign}(m) - \eta\lambda\theta`; every coordinate obeys
+    :math:`|\Delta\theta_i + \eta\lambda\theta_i| \le \eta`.
+
+    Deviations from the official code (none changes a value): ``bs`` is a hyper-parameter (see
+    the module docstring; ``step(bs=...)`` still works), ``update_hessian`` also accepts the
+    estimates as an argument, ``step`` is an ``int64`` tensor, a ``foreach`` and a compiled
+    path exist, non-finite gradients or curvature estimates follow the ``nonfinite`` policy, and
+    ``capturable`` is not offered.
 
     Args:
         params: iterable of parameters or param-group dicts.
@@ -284,13 +266,19 @@ class SophiaG(_Sophia):
         weight_decay: decoupled weight decay λ, θ ← θ(1 − ηλ) (default 0.1).
         bs: the number of loss terms averaged in the Hessian-estimation loss (default 5120, the
             official ``step(bs=5120)`` default).
-        maximize: maximize the objective instead of minimizing it.
-        foreach: use the ``torch._foreach`` implementation (default when ``None``).
-        fused: use the single compiled-graph implementation (``torch.compile``).
-        nonfinite: ``"raise"`` (default), ``"skip"`` or ``"ignore"`` for NaN/inf gradients and
-            curvature estimates.
+        maximize, foreach, fused, nonfinite: as for every :class:`GradkitOptimizer`.
 
-    Constructor keyword names match ``sophia_opt.SophiaG`` (plus ``bs``).
+
+    Example:
+        >>> import torch
+        >>> from gradkit.optim import SophiaG
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = SophiaG([w], lr=0.1, weight_decay=0.0, bs=1)
+        >>> w.grad = torch.tensor([0.5, -0.5])
+        >>> opt.update_hessian()  # h = (1 - 0.99) * g**2, read from p.grad as in the paper code
+        >>> opt.step()  # |m| = 0.0175 > rho * bs * h = 1e-4: ratio clipped to 1
+        >>> w.detach()
+        tensor([ 0.9000, -1.9000])
     """
 
     _square_estimate = True
@@ -351,16 +339,35 @@ class SophiaG(_Sophia):
 class SophiaH(_Sophia):
     r"""SophiaH (Liu et al., ICLR 2024): Hutchinson curvature, the paper's guarded clip.
 
-    :math:`\theta \leftarrow \theta(1-\eta\lambda) - \eta\operatorname{clip}(m/\max(\gamma h,
-    \epsilon), 1)`, :math:`h` an EMA of :math:`u\odot Hu` refreshed every :math:`k` steps. See the
-    module docstring.
+    Paper: Liu et al., *Sophia: A Scalable Stochastic Second-order Optimizer for Language Model
+    Pre-training.* ICLR 2024, arXiv:2305.14342 (Algorithm 3, the Hutchinson estimator).
 
-    Defaults follow the community reference ``pytorch_optimizer.SophiaH`` (4.1.0; the official
-    repository has no SophiaH), re-expressed in the paper's clip-at-1 form: its
-    ``clamp(m / max(h, eps_p), -p, p)`` with step ``lr_p`` equals this class with
-    ``lr = lr_p·p``, ``gamma = p``, ``eps = p·eps_p`` and ``weight_decay = wd_p / p``. Its
+    Reference implementation: the official repository has no SophiaH; the community
+    ``pytorch_optimizer.SophiaH`` (4.1.0) is the test oracle, re-expressed in the paper's
+    clip-at-1 form: its ``clamp(m / max(h, eps_p), -p, p)`` with step ``lr_p`` equals this class
+    with ``lr = lr_p·p``, ``gamma = p``, ``eps = p·eps_p`` and ``weight_decay = wd_p / p``. Its
     defaults (lr 6e-2, p 0.01, betas (0.96, 0.99)) map to lr 6e-4, gamma 0.01 here; ``eps`` is
     the floor of :math:`\gamma h` (1e-12 here, i.e. ``eps_p`` 1e-10).
+
+    Per element, with :math:`m = h = 0` initially and no bias correction:
+
+    .. math::
+
+        \theta &\leftarrow \theta\,(1 - \eta\lambda), \qquad
+            m \leftarrow \beta_1 m + (1-\beta_1)\, g\\
+        \theta &\leftarrow \theta - \eta\,
+            \operatorname{clip}\!\Big(\frac{m}{\max(\gamma h,\ \epsilon)},\ [-1, 1]\Big)
+
+    and, every :math:`k` steps (:meth:`update_hessian` or :func:`sophia_refresh`),
+    :math:`h \leftarrow \beta_2 h + (1-\beta_2)\hat h` with :math:`\hat h` a diagonal in the
+    paper's units, normally the Hutchinson estimate :math:`u\odot Hu`.
+
+    Deviation from the official ``SophiaG`` form: the Hutchinson estimate can be **negative**,
+    and :math:`\operatorname{sign}(m)\min(|m|/(\rho bs h), 1)` would then step *uphill*, so
+    SophiaH uses the paper's guard :math:`\max(\gamma h, \epsilon)`: a coordinate with
+    :math:`h \le \epsilon/\gamma` takes the sign step :math:`-\eta\operatorname{sign}(m)` (for
+    :math:`h \ge 0` both forms agree). Under ``maximize=True`` the Hutchinson estimate is negated,
+    since the minimised objective is then :math:`-L`.
 
     Args:
         params: iterable of parameters or param-group dicts.
@@ -369,8 +376,20 @@ class SophiaH(_Sophia):
         gamma: γ, the curvature scale (default 0.01).
         eps: ε, the floor of γh (default 1e-12; must be > 0).
         weight_decay: decoupled weight decay λ (default 0).
-        maximize: maximize the objective (the curvature estimate is then negated).
-        foreach / fused / nonfinite: as for :class:`SophiaG`.
+        maximize, foreach, fused, nonfinite: as for every gradkit optimizer (see
+            :class:`~gradkit.optim.GradkitOptimizer`); ``maximize`` also negates the curvature
+            estimate.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.optim import SophiaH, sophia_refresh
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = SophiaH([w], lr=0.1, gamma=1.0)
+        >>> _ = sophia_refresh(opt, loss=(w**2).sum())  # Hutchinson u * (H u), H = 2 I
+        >>> w.grad = 2 * w.detach()
+        >>> opt.step()  # each coordinate moves towards 0 by at most lr
+        >>> bool((w.detach().abs() < torch.tensor([1.0, 2.0])).all())
+        True
     """
 
     _validators = {"gamma": check.nonnegative, "eps": check.positive}

@@ -68,9 +68,12 @@ class SWAN(MatrixOptimizer):
     r"""SWAN (Ma et al., ICML 2025): GradNorm then Newton–Schulz GradWhitening, stateless, for
     matrices; AdamW for groups with ``use_matrix_update=False``.
 
-    Ma, Gong, Scetbon, Meeds. *SWAN: SGD with Normalization and Whitening Enables Stateless LLM
-    Training.* ICML 2025, arXiv:2412.13148. The promised code (github.com/microsoft/msr_optim) was
-    not found.
+    Paper: Ma, Gong, Scetbon, Meeds. *SWAN: SGD with Normalization and Whitening Enables
+    Stateless LLM Training.* ICML 2025, arXiv:2412.13148.
+
+    Reference implementation: none public (the promised github.com/microsoft/msr_optim was not
+    found); the tests check the formulas below and SVD oracles. Deviations and choices where the
+    paper was silent are listed below ("What was checked and chosen").
 
     For a weight gradient :math:`G \in \mathbb{R}^{m\times n}` (conv kernels as ``out × in·kh·kw``),
     oriented so that :math:`m \le n` (transposed otherwise, and the update transposed back):
@@ -133,23 +136,10 @@ class SWAN(MatrixOptimizer):
     * Tensors with more than 2 dims are flattened to ``shape[0] × rest``.
     * "NSDS" and "SWAN-0" (paper variants) are not implemented.
 
-    Non-matrix parameters (``use_matrix_update=False`` groups) get AdamW; see
-    :func:`~gradkit.optim.matrix_param_groups`.
-
-    Example:
-        >>> import torch
-        >>> from gradkit.optim import SWAN
-        >>> w = torch.nn.Parameter(torch.zeros(2, 4))
-        >>> opt = SWAN([w], lr=0.1)
-        >>> w.grad = torch.tensor([[1.0, 2.0, 3.0, 4.0], [4.0, 1.0, 1.0, 2.0]])
-        >>> opt.step()
-        >>> round(float(w.detach().square().mean().sqrt()), 4)  # RMS of the step: lr
-        0.1
-
     Args:
-        params: parameters or param groups; build them with
-            :func:`~gradkit.optim.matrix_param_groups`. A group with ``use_matrix_update=True``
-            (default) must hold only ≥2-D params.
+        params: parameters or param groups, e.g. from :func:`~gradkit.optim.matrix_param_groups`.
+        use_matrix_update: the groups' default routing flag: True, the matrix rule (≥2-D
+            params only); False, AdamW.
         lr: learning rate η (default 1e-3). May be a 0-d tensor.
         ns_steps: Newton–Schulz iterations (default 20, at least 10 is advised).
         weight_decay: decoupled weight decay λ (default 0), also for AdamW groups.
@@ -157,8 +147,17 @@ class SWAN(MatrixOptimizer):
         eps: AdamW's ε; the std clamp of GradNorm and the norm clamps (default 1e-8).
         square: ``"pinv"`` (default) or ``"uncentered"``: the handling of square matrices.
         rescale: rescale the whitened direction to ‖GradNorm(G)‖_F (RMS 1; default True).
-        use_matrix_update: default of the per-group routing flag.
-        maximize, foreach, fused, nonfinite: as for every gradkit optimizer.
+        maximize, foreach, fused, nonfinite: as for every :class:`GradkitOptimizer`.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.optim import SWAN
+        >>> w = torch.zeros(2, 4, requires_grad=True)
+        >>> opt = SWAN([w], lr=0.1)
+        >>> w.grad = torch.tensor([[1.0, 2.0, 3.0, 4.0], [4.0, 1.0, 1.0, 2.0]])
+        >>> opt.step()
+        >>> round(float(w.detach().square().mean().sqrt()), 4)  # RMS of the step: lr
+        0.1
     """
 
     paper = "Ma, Gong, Scetbon, Meeds, SWAN: SGD with Normalization and Whitening Enables Stateless LLM Training, ICML 2025 (arXiv:2412.13148)"
