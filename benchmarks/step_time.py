@@ -11,6 +11,7 @@ Usage::
     python benchmarks/step_time.py            # full run (several minutes: each fused case compiles)
     python benchmarks/step_time.py --smoke    # a few seconds, small params, no compilation
     python benchmarks/step_time.py --only Muon,SWAN,SinkGD,ARO   # the matrix section only
+    python benchmarks/step_time.py --roofline  # the roofline section only
 
 A second section times the matrix optimizers (SWAN, SinkGD, ARO, foreach and fused) beside
 ``torch.optim.Muon`` and pytorch_optimizer's ``Muon`` on transformer-like matrix shapes only
@@ -19,6 +20,13 @@ A second section times the matrix optimizers (SWAN, SinkGD, ARO, foreach and fus
 Muon. It then prints SWAN's Newton–Schulz iteration count and its error against the float64 SVD
 polar factor on those shapes, and the optimizer state memory of every method for that model,
 counted with :func:`gradkit.testing.state_bytes` (every tensor reachable from the optimizer).
+
+A last section, the **roofline**, prints for every elementwise optimizer (DiffGrad, AdaBelief,
+AdamP, SGDP, SophiaG on their fused path, torch's AdamW as reference) the bytes its math must
+move per parameter and step (:data:`ROOFLINE_BYTES`), the achieved GB/s, and that figure against
+two ceilings measured in the same run: a stream copy (``copy_`` of a buffer as large as the
+parameter set, 8 B per element) and ``torch.optim.AdamW(fused=True)``; plus the step time as a
+multiple of ``torch.compile``'d AdamW. Its cases are timed in interleaved rounds.
 
 These machines are noisy: compare only the ratios printed by one run. The glibc malloc settings
 (``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``) change foreach timings a lot and are
@@ -273,23 +281,24 @@ def cases(smoke: bool, nonfinite: str = "raise") -> list[Case]:
 
 #: Bytes per parameter that one step's math must move in fp32 (4 B a tensor), reads + writes
 #: of the param, its gradient and each state tensor, e.g. AdamW: read p, g, m, v and write
-#: p, m, v = 7 × 4 = 28 B. AdamP's projection needs per-row reductions of the update before it
-#: can be applied, so its minimum is one more read pass (of p, g, m, v: +16 B); the figure
-#: below counts the update's own 28 B, like AdamW's, so its GB/s compare directly.
+#: p, m, v = 7 × 4 = 28 B. The second figure adds, for AdamP and SGDP, the read pass their
+#: projection needs: per-row sums of the update must be known before it is applied, so the inputs
+#: are read twice (AdamP: p, g, m, v, +16 B; SGDP: p, g, b, +12 B).
 ROOFLINE_BYTES = {
-    "torch AdamW": 28,  # read p g m v, write p m v
-    "DiffGrad": 36,  # read p g m v g_prev, write p m v g_prev
-    "AdaBelief": 28,  # read p g m s, write p m s
-    "AdamP": 28,  # as AdamW (+16 B for the projection's read pass, not counted)
-    "SGDP": 20,  # read p g b, write p b
-    "SophiaG": 24,  # read p g m h, write p m
+    "torch AdamW": (28, 28),  # read p g m v, write p m v
+    "DiffGrad": (36, 36),  # read p g m v g_prev, write p m v g_prev
+    "AdaBelief": (28, 28),  # read p g m s, write p m s
+    "AdamP": (28, 44),  # as AdamW, + the projection's read pass
+    "SGDP": (20, 32),  # read p g b, write p b, + the projection's read pass
+    "SophiaG": (24, 24),  # read p g m h, write p m
 }
 
 
-def roofline_cases(smoke: bool) -> list[tuple[str, int, Case]]:
-    """``(label, bytes per param, case)`` of the roofline: torch's AdamW (fused, compiled) and
-    every elementwise gradkit optimizer on its fused path (foreach in ``--smoke``, which does
-    not compile), all with ``nonfinite="ignore"`` so that only the step's math is timed."""
+def roofline_cases(smoke: bool) -> list[tuple[str, tuple[int, int], Case]]:
+    """``(label, (bytes per param, with the projection pass), case)`` of the roofline: torch's
+    AdamW (fused, compiled) and every elementwise gradkit optimizer on its fused path (foreach in
+    ``--smoke``, which does not compile), all with ``nonfinite="ignore"`` so that only the step's
+    math is timed."""
     from gradkit.optim import SGDP, AdaBelief, AdamP, DiffGrad, SophiaG
 
     impl = {"foreach": True} if smoke else {"fused": True}
@@ -320,58 +329,84 @@ def roofline_cases(smoke: bool) -> list[tuple[str, int, Case]]:
     return result
 
 
-def stream_copy_seconds(numel: int, steps: int) -> tuple[float, float]:
-    """Median and fastest time of ``dst.copy_(src)`` on ``numel`` fp32 (read + write: 8 B each)."""
-    src = torch.randn(numel)
-    dst = torch.empty_like(src)
-    for _ in range(3):
-        dst.copy_(src)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        dst.copy_(src)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times)
+def _interleaved(
+    steps: dict[str, Callable[[], object]], rounds: int, warmup: int
+) -> dict[str, tuple[float, float]]:
+    """``label -> (median, fastest)`` seconds of each step, timed in interleaved rounds (one
+    step of every case per round), so that a burst of load on a shared machine hits every case
+    alike."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {label: [] for label in steps}
+    for _ in range(rounds):
+        for label, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[label].append(time.perf_counter() - start)
+    return {label: (statistics.median(ts), min(ts)) for label, ts in times.items()}
 
 
 def roofline(smoke: bool, steps: int, warmup: int) -> list[dict[str, float | str]]:
     """Achieved GB/s of every elementwise optimizer against two ceilings measured in this run:
-    a stream copy and torch's fused AdamW; prints the table and returns its rows."""
-    numel = sum(p.numel() for p in _params(smoke))
-    copy_median, copy_min = stream_copy_seconds(numel, max(steps, 10))
-    rows: list[dict[str, float | str]] = [
-        {
-            "case": "stream copy (copy_)",
-            "bytes": 8.0,
-            "ms": copy_median * 1e3,
-            "min_ms": copy_min * 1e3,
-        }
-    ]
-    for label, nbytes, case in roofline_cases(smoke):
-        ms, _, _, _, fastest = measure(case, smoke, steps, warmup)
-        rows.append({"case": label, "bytes": float(nbytes), "ms": ms, "min_ms": fastest})
-    for row in rows:
-        row["gbs"] = float(row["bytes"]) * numel / (float(row["ms"]) * 1e-3) / 1e9
-        row["best_gbs"] = float(row["bytes"]) * numel / (float(row["min_ms"]) * 1e-3) / 1e9
-    copy_gbs, fused_gbs = float(rows[0]["gbs"]), float(rows[1]["gbs"])
-    compiled_ms = float(rows[2]["ms"])
+    a stream copy and torch's fused AdamW; prints the table and returns its rows.
+
+    GB/s = bytes per param (:data:`ROOFLINE_BYTES`) × params / step time. All cases are timed in
+    interleaved rounds; "best" uses the fastest step, less sensitive to other jobs."""
+    params = _params(smoke)
+    numel = sum(p.numel() for p in params)
+    src = torch.randn(numel)
+    dst = torch.empty_like(src)
+    cases: dict[str, Callable[[], object]] = {"stream copy (copy_)": lambda: dst.copy_(src)}
+    nbytes: dict[str, tuple[int, int]] = {"stream copy (copy_)": (8, 8)}
+    for label, count, case in roofline_cases(smoke):
+        ps = _params(smoke)
+        for param, grad in zip(ps, _grads(ps, False), strict=True):
+            param.grad = grad
+        optimizer = case.make(ps)
+        cases[label] = torch.compile(optimizer.step) if case.compile_step else optimizer.step
+        nbytes[label] = count
+    timed = _interleaved(cases, steps, warmup)
+    rows: list[dict[str, float | str]] = []
+    for label, (median, fastest) in timed.items():
+        update, minimum = nbytes[label]
+        rows.append(
+            {
+                "case": label,
+                "bytes": float(update),
+                "min_bytes": float(minimum),
+                "ms": median * 1e3,
+                "min_ms": fastest * 1e3,
+                "gbs": update * numel / median / 1e9,
+                "best_gbs": update * numel / fastest / 1e9,
+                "pass_gbs": minimum * numel / median / 1e9,
+            }
+        )
+    _print_roofline(rows, numel, steps)
+    return rows
+
+
+def _print_roofline(rows: list[dict[str, float | str]], numel: int, steps: int) -> None:
+    copy_gbs, fused = float(rows[0]["gbs"]), float(rows[1]["gbs"])
+    best_fused, compiled_ms = float(rows[1]["best_gbs"]), float(rows[2]["ms"])
     print(
-        f"\nroofline: {numel:,} fp32 params, {steps} timed steps (median; 'best' from the fastest "
-        "step), gradkit with nonfinite='ignore'"
+        f"\nroofline: {numel:,} fp32 params, {steps} interleaved rounds (median step; 'best' from "
+        "the fastest), gradkit with nonfinite='ignore'; '+pass': bytes with the projection's "
+        "read pass"
     )
     print(
-        f"{'case':<36} {'B/param':>7} {'ms':>8} {'GB/s':>7} {'best':>7} {'% copy':>7} "
-        f"{'% fused AdamW':>14} {'× compiled AdamW':>17}"
+        f"{'case':<34} {'B':>3} {'ms':>7} {'GB/s':>6} {'best':>6} {'%copy':>6} {'%fusedAdamW':>11} "
+        f"{'(best)':>7} {'+pass B':>7} {'+pass %':>7} {'×compiled AdamW':>15}"
     )
     for row in rows:
-        gbs = float(row["gbs"])
+        gbs, best, with_pass = (float(row[k]) for k in ("gbs", "best_gbs", "pass_gbs"))
         print(
-            f"{row['case']:<36} {row['bytes']:7.0f} {row['ms']:8.2f} {gbs:7.1f} "
-            f"{row['best_gbs']:7.1f} {gbs / copy_gbs:7.0%} {gbs / fused_gbs:14.0%} "
-            f"{float(row['ms']) / compiled_ms:17.2f}",
+            f"{row['case']:<34} {row['bytes']:3.0f} {row['ms']:7.2f} {gbs:6.1f} {best:6.1f} "
+            f"{gbs / copy_gbs:6.0%} {gbs / fused:11.0%} {best / best_fused:7.0%} "
+            f"{row['min_bytes']:7.0f} {with_pass / fused:7.0%} "
+            f"{float(row['ms']) / compiled_ms:15.2f}",
             flush=True,
         )
-    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from torch import Tensor
 from gradkit import _validation as check
 from gradkit.optim._adamw import adam_moments
 from gradkit.optim._base import GradkitOptimizer, ParamsT, hyperparams
-from gradkit.optim._compile import Kernel, KernelArgs, Scalars
+from gradkit.optim._compile import ONE_READ_PASS, Kernel, KernelArgs, Scalars
 from gradkit.optim._foreach import foreach_moments
 from gradkit.transforms import radial_projection
 
@@ -99,7 +99,7 @@ def _adamp_foreach(lists: list[list[Tensor]], s: Scalars) -> None:
         torch._foreach_add_(p, updates)
 
 
-ADAMP_KERNEL = Kernel("AdamP", _adamp_kernel, foreach=_adamp_foreach)
+ADAMP_KERNEL = Kernel("AdamP", _adamp_kernel, foreach=_adamp_foreach, compile_options=ONE_READ_PASS)
 
 
 # =================================================================================== SGDP
@@ -132,7 +132,7 @@ def _sgdp_foreach(lists: list[list[Tensor]], s: Scalars) -> None:
     torch._foreach_add_(p, updates, alpha=-lr)
 
 
-SGDP_KERNEL = Kernel("SGDP", _sgdp_kernel, foreach=_sgdp_foreach)
+SGDP_KERNEL = Kernel("SGDP", _sgdp_kernel, foreach=_sgdp_foreach, compile_options=ONE_READ_PASS)
 
 
 _PAPER = (

@@ -41,7 +41,7 @@ import torch
 
 from gradkit.optim._foreach import foreach_chunks
 
-__all__ = ["Kernel", "KernelArgs", "Scalars", "compiled_step", "scalar_tensor"]
+__all__ = ["ONE_READ_PASS", "Kernel", "KernelArgs", "Scalars", "compiled_step", "scalar_tensor"]
 
 _FALLBACK: set[str] = set()
 
@@ -100,11 +100,12 @@ class Kernel:
         foreach: optional hand-written multi-tensor form of the same math (see
             :data:`ForeachForm`); without it ``impl="foreach"`` runs the kernel loop.
         skip_empty: skip params with no elements (matrix kernels).
+        compile_options: Inductor options of the fused graph (e.g. :data:`ONE_READ_PASS`).
     """
 
     def __init__(
-        self, name: str, fn: Callable[..., None],
-        *, foreach: ForeachForm | None = None, skip_empty: bool = False,
+        self, name: str, fn: Callable[..., None], *, foreach: ForeachForm | None = None,
+        skip_empty: bool = False, compile_options: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
         self.name, self.fn, self.foreach, self.skip_empty = name, fn, foreach, skip_empty
 
@@ -112,7 +113,7 @@ class Kernel:
             _kernel_loop(fn, skip_empty, *args)
 
         loop.__name__ = f"{name.lower().replace(' ', '_')}_kernel_loop"
-        self._compiled = compiled_step(name, loop, loop)
+        self._compiled = compiled_step(name, loop, loop, options=compile_options)
 
     def __call__(self, lists: Lists, args: KernelArgs, impl: str, *, maximize: bool) -> None:
         """Update every param of ``lists = [params, grads, *state]`` with ``impl``."""
@@ -142,8 +143,25 @@ class Kernel:
             self.foreach(chunk, {**hyper, **per_tensor, **args.static})
 
 
+#: Inductor options for kernels whose update needs per-row reductions of itself before it can
+#: be applied (AdamP, SGDP). By default Inductor stores such an update (a full-size temporary,
+#: freshly allocated and page-faulted every step) between the reduction and the apply loop; with
+#: these thresholds it recomputes it instead, so the step is two passes over the inputs (one
+#: read pass for the reductions, one read-write pass) and allocates nothing full-size.
+ONE_READ_PASS: dict[str, Any] = {
+    "realize_reads_threshold": 64,
+    "realize_opcount_threshold": 256,
+    "realize_acc_reads_threshold": 64,
+}
+
+
 def compiled_step(
-    name: str, fn: Callable[..., None], eager: Callable[..., None], *, backend: Any = "inductor"
+    name: str,
+    fn: Callable[..., None],
+    eager: Callable[..., None],
+    *,
+    backend: Any = "inductor",
+    options: dict[str, Any] | None = None,
 ) -> Callable[..., None]:
     """Wrap ``fn`` with ``torch.compile``; on a compiler failure warn once and run ``eager``.
 
@@ -152,6 +170,7 @@ def compiled_step(
         fn: the function to compile (a loop over a per-tensor kernel).
         eager: what to run instead if compilation fails (the for-loop reference).
         backend: the ``torch.compile`` backend (tests pass a failing one).
+        options: Inductor options (``torch.compile(options=...)``).
     """
     compiled: Callable[..., None] | None = None  # built on first use: importing dynamo is slow
 
@@ -162,7 +181,8 @@ def compiled_step(
             eager(*args, **kwargs)
             return
         if compiled is None:
-            compiled = torch.compile(fn, dynamic=False, backend=backend)
+            extra = {"options": options} if options else {}
+            compiled = torch.compile(fn, dynamic=False, backend=backend, **extra)
         try:
             compiled(*[_lift_0d(arg) for arg in args], **kwargs)
         except Exception as error:  # compiler missing or broken: fall back loudly
