@@ -100,7 +100,7 @@ def _adabelief_kernel(
         s_max.copy_(torch.maximum(s_max, exp_avg_var))
         if s["use_max"]:
             second = s_max
-    denom = second.sqrt() / s["sqrt_bc2"] + eps
+    denom = second.sqrt() * s["inv_sqrt_bc2"] + eps
     denom = denom * adaptive + (1 - adaptive)  # exactly denom or exactly 1
     param.copy_(p + exp_avg * -(lr * s["step_size"]) / denom)
 
@@ -143,14 +143,14 @@ def _adabelief_foreach(lists: list[list[Tensor]], s: Scalars) -> None:
         torch._foreach_maximum_(lists[4], v)
         if s["use_max"]:
             second = lists[4]
-    step_sizes, sqrt_bc2s = s["step_size"], s["sqrt_bc2"]
+    step_sizes, inv_sqrt_bc2s = s["step_size"], s["inv_sqrt_bc2"]
     adaptive = [k for k, flag in enumerate(s["adaptive"]) if flag]
     plain = [k for k, flag in enumerate(s["adaptive"]) if not flag and step_sizes[k] != 0]
     if adaptive:
         denom = [scratch[k] for k in adaptive]
         torch._foreach_copy_(denom, [second[k] for k in adaptive])
         torch._foreach_sqrt_(denom)
-        torch._foreach_div_(denom, [sqrt_bc2s[k] for k in adaptive])
+        torch._foreach_mul_(denom, [inv_sqrt_bc2s[k] for k in adaptive])
         torch._foreach_add_(denom, eps)
         torch._foreach_addcdiv_(
             [work[k] for k in adaptive],
@@ -356,7 +356,7 @@ class AdaBelief(GradkitOptimizer):
             hyper=hyper,
             per_tensor={
                 "step_size": [term.step_size for term in terms],
-                "sqrt_bc2": [term.sqrt_bc2 for term in terms],
+                "inv_sqrt_bc2": [1.0 / term.sqrt_bc2 for term in terms],
                 "adaptive": [term.adaptive for term in terms],
             },
             static={

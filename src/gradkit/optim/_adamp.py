@@ -41,7 +41,7 @@ def _adamp_kernel(
     """
     lr, beta1 = s["lr"], s["beta1"]
     adam_moments(exp_avg, exp_avg_sq, grad, s)
-    denom = exp_avg_sq.sqrt() / s["sqrt_bias_correction2"] + s["eps"]
+    denom = exp_avg_sq.sqrt() * s["inv_sqrt_bc2"] + s["eps"]
     first = beta1 * exp_avg + (1 - beta1) * grad if s["nesterov"] else exp_avg
     perturb = first / denom
     perturb, ratio = _project(param, grad, perturb, s)
@@ -81,7 +81,7 @@ def _adamp_foreach(lists: list[list[Tensor]], s: Scalars) -> None:
     lr, beta1 = s["lr"], s["beta1"]
     foreach_moments(m, v, g, beta1, s["beta2"])
     denom = torch._foreach_sqrt(v)
-    torch._foreach_div_(denom, s["sqrt_bias_correction2"])
+    torch._foreach_mul_(denom, s["inv_sqrt_bc2"])
     torch._foreach_add_(denom, s["eps"])
     if s["nesterov"]:
         updates = list(torch._foreach_mul(m, beta1))
@@ -238,7 +238,7 @@ class AdamP(GradkitOptimizer):
             hyper={"lr": group["lr"], "beta1": beta1, "beta2": beta2, **_projection_args(group)},
             per_tensor={
                 "bias_correction1": [1 - beta1**step for step in steps],
-                "sqrt_bias_correction2": [math.sqrt(1 - beta2**step) for step in steps],
+                "inv_sqrt_bc2": [1.0 / math.sqrt(1 - beta2**step) for step in steps],
             },
             static={"nesterov": group["nesterov"], "decay": group["weight_decay"] != 0},
         )

@@ -286,10 +286,9 @@ class GradkitOptimizer(torch.optim.Optimizer):
                 self.skipped_steps += 1
         for group, params, grads in runnable:
             states = [self._init_state(param, group) for param in params]
-            steps = []
-            for state in states:
-                state["step"] += 1
-                steps.append(int(state["step"]))
+            counters = [state["step"] for state in states]
+            torch._foreach_add_(counters, 1)
+            steps = [int(step) for step in torch.stack(counters).tolist()]
             names = self._state_names_for(group)
             state_lists = {name: [state[name] for state in states] for name in names}
             self._update(group, params, grads, state_lists, steps, self._impl(group))

@@ -100,7 +100,9 @@ class Kernel:
         foreach: optional hand-written multi-tensor form of the same math (see
             :data:`ForeachForm`); without it ``impl="foreach"`` runs the kernel loop.
         skip_empty: skip params with no elements (matrix kernels).
-        compile_options: Inductor options of the fused graph (e.g. :data:`ONE_READ_PASS`).
+        compile_options: Inductor options of the fused graph (default: no per-call size
+            asserts on the inputs, which Dynamo's guards already check; e.g.
+            :data:`ONE_READ_PASS`).
     """
 
     def __init__(
@@ -113,7 +115,8 @@ class Kernel:
             _kernel_loop(fn, skip_empty, *args)
 
         loop.__name__ = f"{name.lower().replace(' ', '_')}_kernel_loop"
-        self._compiled = compiled_step(name, loop, loop, options=compile_options)
+        options = {"size_asserts": False} if compile_options is None else compile_options
+        self._compiled = compiled_step(name, loop, loop, options=options)
 
     def __call__(self, lists: Lists, args: KernelArgs, impl: str, *, maximize: bool) -> None:
         """Update every param of ``lists = [params, grads, *state]`` with ``impl``."""
@@ -128,7 +131,7 @@ class Kernel:
                 k: torch.tensor(v, dtype=torch.float64, device=like.device)
                 for k, v in args.per_tensor.items()
             }
-            self._compiled(list(lists), hyper, per_tensor, args.static, maximize)
+            self._compiled(_lift_0d(lists), hyper, per_tensor, args.static, maximize)
             return
         hyper = {k: float(v) for k, v in args.hyper.items()}
         if impl == "forloop" or self.foreach is None:
@@ -149,6 +152,7 @@ class Kernel:
 #: these thresholds it recomputes it instead, so the step is two passes over the inputs (one
 #: read pass for the reductions, one read-write pass) and allocates nothing full-size.
 ONE_READ_PASS: dict[str, Any] = {
+    "size_asserts": False,
     "realize_reads_threshold": 64,
     "realize_opcount_threshold": 256,
     "realize_acc_reads_threshold": 64,
@@ -184,7 +188,7 @@ def compiled_step(
             extra = {"options": options} if options else {}
             compiled = torch.compile(fn, dynamic=False, backend=backend, **extra)
         try:
-            compiled(*[_lift_0d(arg) for arg in args], **kwargs)
+            compiled(*args, **kwargs)
         except Exception as error:  # compiler missing or broken: fall back loudly
             if not _is_compiler_failure(error):
                 raise
@@ -201,18 +205,17 @@ def compiled_step(
     return run
 
 
-def _lift_0d(arg: Any) -> Any:
-    """Pass 0-d tensors in a list as 1-element views.
+def _lift_0d(lists: Lists) -> list[list[torch.Tensor]]:
+    """Pass 0-d tensors as 1-element views.
 
     torch 2.13's ``torch.compile`` on CPU drops in-place updates of 0-d tensors that arrive
     inside a list (the update is computed but never written back), so a 0-d param or its state
-    would silently stay put. A ``view(1)`` shares the storage, so the update lands.
+    would silently stay put. A ``view(1)`` shares the storage, so the update lands. (State
+    tensors have their param's shape, so the params tell whether any list needs lifting.)
     """
-    if isinstance(arg, list | tuple) and arg and all(isinstance(t, list) for t in arg):
-        return [_lift_0d(t) for t in arg]  # parallel lists (Kernel)
-    if isinstance(arg, list) and any(isinstance(t, torch.Tensor) and t.ndim == 0 for t in arg):
-        return [t.view(1) if isinstance(t, torch.Tensor) and t.ndim == 0 else t for t in arg]
-    return arg
+    if all(param.ndim for param in lists[0]):
+        return list(lists)
+    return [[t.view(1) if t.ndim == 0 else t for t in lst] for lst in lists]
 
 
 def _is_compiler_failure(error: Exception) -> bool:
