@@ -72,9 +72,9 @@ def hyperparams(arguments: Mapping[str, Any], *, exclude: Iterable[str] = ()) ->
 
 
 @functools.cache
-def _bool_hyperparams(cls: type) -> frozenset[str]:
-    """The constructor arguments of ``cls`` whose declared default is a ``bool``."""
-    parameters = inspect.signature(cls.__init__).parameters.values()
+def _bool_hyperparams(init: Callable[..., None]) -> frozenset[str]:
+    """The arguments of a constructor ``init`` whose declared default is a ``bool``."""
+    parameters = inspect.signature(init).parameters.values()
     return frozenset(p.name for p in parameters if isinstance(p.default, bool))
 
 
@@ -122,7 +122,7 @@ class GradkitOptimizer(torch.optim.Optimizer):
         validators = {**COMMON_VALIDATORS, **self._validators}
         for name, value in group.items():
             validate = validators.get(name)
-            if validate is None and name in _bool_hyperparams(type(self)):
+            if validate is None and name in _bool_hyperparams(type(self).__init__):
                 validate = check.boolean
             if validate is not None:
                 validate(name, value)

@@ -52,6 +52,8 @@ Scalars = dict[str, Any]
 #: ``foreach(lists, s)`` on one chunk; ``lists[1]`` (the gradients) is already negated under
 #: ``maximize`` and may be modified only if the form made it itself.
 ForeachForm = Callable[[list[list[torch.Tensor]], Scalars], None]
+#: Inductor options, as ``torch.compile(options=...)`` takes them.
+CompileOptions = dict[str, str | int | bool | Callable[..., Any]]
 
 
 def scalar_tensor(value: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -107,7 +109,7 @@ class Kernel:
 
     def __init__(
         self, name: str, fn: Callable[..., None], *, foreach: ForeachForm | None = None,
-        skip_empty: bool = False, compile_options: dict[str, Any] | None = None,
+        skip_empty: bool = False, compile_options: CompileOptions | None = None,
     ) -> None:  # fmt: skip
         self.name, self.fn, self.foreach, self.skip_empty = name, fn, foreach, skip_empty
 
@@ -115,7 +117,9 @@ class Kernel:
             _kernel_loop(fn, skip_empty, *args)
 
         loop.__name__ = f"{name.lower().replace(' ', '_')}_kernel_loop"
-        options = {"size_asserts": False} if compile_options is None else compile_options
+        options: CompileOptions = (
+            {"size_asserts": False} if compile_options is None else compile_options
+        )
         self._compiled = compiled_step(name, loop, loop, options=options)
 
     def __call__(self, lists: Lists, args: KernelArgs, impl: str, *, maximize: bool) -> None:
@@ -126,12 +130,12 @@ class Kernel:
             return
         if impl == "fused":
             like = lists[0][0]
-            hyper = {k: scalar_tensor(v, like) for k, v in args.hyper.items()}
+            tensors = {k: scalar_tensor(v, like) for k, v in args.hyper.items()}
             per_tensor = {
                 k: torch.tensor(v, dtype=torch.float64, device=like.device)
                 for k, v in args.per_tensor.items()
             }
-            self._compiled(_lift_0d(lists), hyper, per_tensor, args.static, maximize)
+            self._compiled(_lift_0d(lists), tensors, per_tensor, args.static, maximize)
             return
         hyper = {k: float(v) for k, v in args.hyper.items()}
         if impl == "forloop" or self.foreach is None:
@@ -142,8 +146,8 @@ class Kernel:
         for chunk, indices in foreach_chunks(list(lists)):
             if maximize:
                 chunk[1] = list(torch._foreach_neg(chunk[1]))
-            per_tensor = {k: [v[i] for i in indices] for k, v in args.per_tensor.items()}
-            self.foreach(chunk, {**hyper, **per_tensor, **args.static})
+            chunk_scalars = {k: [v[i] for i in indices] for k, v in args.per_tensor.items()}
+            self.foreach(chunk, {**hyper, **chunk_scalars, **args.static})
 
 
 #: Inductor options for kernels whose update needs per-row reductions of itself before it can
@@ -151,7 +155,7 @@ class Kernel:
 #: freshly allocated and page-faulted every step) between the reduction and the apply loop; with
 #: these thresholds it recomputes it instead, so the step is two passes over the inputs (one
 #: read pass for the reductions, one read-write pass) and allocates nothing full-size.
-ONE_READ_PASS: dict[str, Any] = {
+ONE_READ_PASS: CompileOptions = {
     "size_asserts": False,
     "realize_reads_threshold": 64,
     "realize_opcount_threshold": 256,
@@ -165,7 +169,7 @@ def compiled_step(
     eager: Callable[..., None],
     *,
     backend: Any = "inductor",
-    options: dict[str, Any] | None = None,
+    options: CompileOptions | None = None,
 ) -> Callable[..., None]:
     """Wrap ``fn`` with ``torch.compile``; on a compiler failure warn once and run ``eager``.
 
@@ -185,8 +189,7 @@ def compiled_step(
             eager(*args, **kwargs)
             return
         if compiled is None:
-            extra = {"options": options} if options else {}
-            compiled = torch.compile(fn, dynamic=False, backend=backend, **extra)
+            compiled = torch.compile(fn, dynamic=False, backend=backend, options=options)
         try:
             compiled(*args, **kwargs)
         except Exception as error:  # compiler missing or broken: fall back loudly
