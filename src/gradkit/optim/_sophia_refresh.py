@@ -56,6 +56,12 @@ def sophia_refresh(
     Call it every ``k`` steps (the official recipe: ``k = 10``, after that iteration's step, on
     a fresh batch, with ``max_grad_norm=1.0``).
 
+    Paper: Liu et al., *Sophia*, ICLR 2024, arXiv:2305.14342 (Algorithms 1–3). Reference
+    implementation: the GNB refresh of the official ``train_sophiag.py`` (Liuhong99/Sophia
+    @a7e1572), which back-propagates the sampled-label loss into ``p.grad`` and calls
+    ``update_hessian()``. Deviation: the same estimate is taken with ``torch.autograd.grad``, so
+    ``p.grad`` keeps the training gradient.
+
     Args:
         optimizer: a :class:`SophiaG` or :class:`SophiaH`.
         logits / loss: see above.
