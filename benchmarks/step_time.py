@@ -11,6 +11,7 @@ Usage::
     python benchmarks/step_time.py            # full run (several minutes: each fused case compiles)
     python benchmarks/step_time.py --smoke    # a few seconds, small params, no compilation
     python benchmarks/step_time.py --only Muon,SWAN,SinkGD,ARO   # the matrix section only
+    python benchmarks/step_time.py --roofline  # the roofline section only
 
 A second section times the matrix optimizers (SWAN, SinkGD, ARO, foreach and fused) beside
 ``torch.optim.Muon`` and pytorch_optimizer's ``Muon`` on transformer-like matrix shapes only
@@ -19,6 +20,13 @@ A second section times the matrix optimizers (SWAN, SinkGD, ARO, foreach and fus
 Muon. It then prints SWAN's Newton–Schulz iteration count and its error against the float64 SVD
 polar factor on those shapes, and the optimizer state memory of every method for that model,
 counted with :func:`gradkit.testing.state_bytes` (every tensor reachable from the optimizer).
+
+A last section, the **roofline**, prints for every elementwise optimizer (DiffGrad, AdaBelief,
+AdamP, SGDP, SophiaG on their fused path, torch's AdamW as reference) the bytes its math must
+move per parameter and step (:data:`ROOFLINE_BYTES`), the achieved GB/s, and that figure against
+two ceilings measured in the same run: a stream copy (``copy_`` of a buffer as large as the
+parameter set, 8 B per element) and ``torch.optim.AdamW(fused=True)``; plus the step time as a
+multiple of ``torch.compile``'d AdamW. Its cases are timed in interleaved rounds.
 
 These machines are noisy: compare only the ratios printed by one run. The glibc malloc settings
 (``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``) change foreach timings a lot and are
@@ -271,6 +279,136 @@ def cases(smoke: bool, nonfinite: str = "raise") -> list[Case]:
     return result
 
 
+#: Bytes per parameter that one step's math must move in fp32 (4 B a tensor), reads + writes
+#: of the param, its gradient and each state tensor, e.g. AdamW: read p, g, m, v and write
+#: p, m, v = 7 × 4 = 28 B. The second figure adds, for AdamP and SGDP, the read pass their
+#: projection needs: per-row sums of the update must be known before it is applied, so the inputs
+#: are read twice (AdamP: p, g, m, v, +16 B; SGDP: p, g, b, +12 B).
+ROOFLINE_BYTES = {
+    "torch AdamW": (28, 28),  # read p g m v, write p m v
+    "DiffGrad": (36, 36),  # read p g m v g_prev, write p m v g_prev
+    "AdaBelief": (28, 28),  # read p g m s, write p m s
+    "AdamP": (28, 44),  # as AdamW, + the projection's read pass
+    "SGDP": (20, 32),  # read p g b, write p b, + the projection's read pass
+    "SophiaG": (24, 24),  # read p g m h, write p m
+}
+
+
+def roofline_cases(smoke: bool) -> list[tuple[str, tuple[int, int], Case]]:
+    """``(label, (bytes per param, with the projection pass), case)`` of the roofline: torch's
+    AdamW (fused, compiled) and every elementwise gradkit optimizer on its fused path (foreach in
+    ``--smoke``, which does not compile), all with ``nonfinite="ignore"`` so that only the step's
+    math is timed."""
+    from gradkit.optim import SGDP, AdaBelief, AdamP, DiffGrad, SophiaG
+
+    impl = {"foreach": True} if smoke else {"fused": True}
+    tag = "foreach" if smoke else "fused"
+    ours: dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]] = {
+        "DiffGrad": lambda p: DiffGrad(p, lr=1e-3, nonfinite="ignore", **impl),
+        "AdaBelief": lambda p: AdaBelief(p, lr=1e-3, nonfinite="ignore", **impl),
+        "AdamP": lambda p: AdamP(p, lr=1e-3, weight_decay=1e-2, nonfinite="ignore", **impl),
+        "SGDP": lambda p: SGDP(
+            p, lr=1e-2, momentum=0.9, weight_decay=1e-5, nonfinite="ignore", **impl
+        ),
+        "SophiaG": lambda p: SophiaG(p, lr=1e-4, nonfinite="ignore", **impl),
+    }
+    result = [
+        (
+            "torch AdamW fused",
+            ROOFLINE_BYTES["torch AdamW"],
+            Case("", lambda p: torch.optim.AdamW(p, lr=1e-3, fused=True)),
+        ),
+        (
+            "torch AdamW torch.compile(step)",
+            ROOFLINE_BYTES["torch AdamW"],
+            Case("", lambda p: torch.optim.AdamW(p, lr=1e-3, foreach=True), compile_step=not smoke),
+        ),
+    ]
+    for name, make in ours.items():
+        result.append((f"gradkit {name} {tag}", ROOFLINE_BYTES[name], Case("", make)))
+    return result
+
+
+def _interleaved(
+    steps: dict[str, Callable[[], object]], rounds: int, warmup: int
+) -> dict[str, tuple[float, float]]:
+    """``label -> (median, fastest)`` seconds of each step, timed in interleaved rounds (one
+    step of every case per round), so that a burst of load on a shared machine hits every case
+    alike."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {label: [] for label in steps}
+    for _ in range(rounds):
+        for label, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[label].append(time.perf_counter() - start)
+    return {label: (statistics.median(ts), min(ts)) for label, ts in times.items()}
+
+
+def roofline(smoke: bool, steps: int, warmup: int) -> list[dict[str, float | str]]:
+    """Achieved GB/s of every elementwise optimizer against two ceilings measured in this run:
+    a stream copy and torch's fused AdamW; prints the table and returns its rows.
+
+    GB/s = bytes per param (:data:`ROOFLINE_BYTES`) × params / step time. All cases are timed in
+    interleaved rounds; "best" uses the fastest step, less sensitive to other jobs."""
+    params = _params(smoke)
+    numel = sum(p.numel() for p in params)
+    src = torch.randn(numel)
+    dst = torch.empty_like(src)
+    cases: dict[str, Callable[[], object]] = {"stream copy (copy_)": lambda: dst.copy_(src)}
+    nbytes: dict[str, tuple[int, int]] = {"stream copy (copy_)": (8, 8)}
+    for label, count, case in roofline_cases(smoke):
+        ps = _params(smoke)
+        for param, grad in zip(ps, _grads(ps, False), strict=True):
+            param.grad = grad
+        optimizer = case.make(ps)
+        cases[label] = torch.compile(optimizer.step) if case.compile_step else optimizer.step
+        nbytes[label] = count
+    timed = _interleaved(cases, steps, warmup)
+    rows: list[dict[str, float | str]] = []
+    for label, (median, fastest) in timed.items():
+        update, minimum = nbytes[label]
+        rows.append(
+            {
+                "case": label,
+                "bytes": float(update),
+                "min_bytes": float(minimum),
+                "ms": median * 1e3,
+                "min_ms": fastest * 1e3,
+                "gbs": update * numel / median / 1e9,
+                "best_gbs": update * numel / fastest / 1e9,
+                "pass_gbs": minimum * numel / median / 1e9,
+            }
+        )
+    _print_roofline(rows, numel, steps)
+    return rows
+
+
+def _print_roofline(rows: list[dict[str, float | str]], numel: int, steps: int) -> None:
+    copy_gbs, fused = float(rows[0]["gbs"]), float(rows[1]["gbs"])
+    best_fused, compiled_ms = float(rows[1]["best_gbs"]), float(rows[2]["ms"])
+    print(
+        f"\nroofline: {numel:,} fp32 params, {steps} interleaved rounds (median step; 'best' from "
+        "the fastest), gradkit with nonfinite='ignore'; '+pass': bytes with the projection's "
+        "read pass"
+    )
+    print(
+        f"{'case':<34} {'B':>3} {'ms':>7} {'GB/s':>6} {'best':>6} {'%copy':>6} {'%fusedAdamW':>11} "
+        f"{'(best)':>7} {'+pass B':>7} {'+pass %':>7} {'×compiled AdamW':>15}"
+    )
+    for row in rows:
+        gbs, best, with_pass = (float(row[k]) for k in ("gbs", "best_gbs", "pass_gbs"))
+        print(
+            f"{row['case']:<34} {row['bytes']:3.0f} {row['ms']:7.2f} {gbs:6.1f} {best:6.1f} "
+            f"{gbs / copy_gbs:6.0%} {gbs / fused:11.0%} {best / best_fused:7.0%} "
+            f"{row['min_bytes']:7.0f} {with_pass / fused:7.0%} "
+            f"{float(row['ms']) / compiled_ms:15.2f}",
+            flush=True,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny params, 3 steps, no compilation")
@@ -292,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="timed steps per case in the matrix section (default 8, smoke 2)",
     )
+    parser.add_argument("--roofline", action="store_true", help="run only the roofline section")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     steps = args.steps or (3 if args.smoke else 30)
@@ -304,6 +443,10 @@ def main(argv: list[str] | None = None) -> int:
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, malloc {malloc}, steps {steps}, smoke={args.smoke}"
     )
     print(f"load average at start: {os.getloadavg()}")
+    if args.roofline:
+        roofline(args.smoke, steps, warmup)
+        print(f"load average at end: {os.getloadavg()}")
+        return 0
     print(
         f"{'case':<46} {'ms/step':>9} {'spread':>7} {'× AdamW foreach':>16} {'state B/param':>14}"
     )
@@ -323,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     _matrix_section(args, wanted)
+    if not wanted or "roofline" in wanted:
+        roofline(args.smoke, steps, warmup)
     print(f"load average at end: {os.getloadavg()}")
     return 0
 

@@ -16,7 +16,8 @@ from gradkit.optim._base import GradkitOptimizer, NonFiniteGradientError
 from gradkit.optim._diffgrad import DiffGrad
 from gradkit.optim._param_groups import matrix_param_groups
 from gradkit.optim._sinkgd import SinkGD
-from gradkit.optim._sophia import SophiaG, SophiaH, sophia_refresh
+from gradkit.optim._sophia import SophiaG, SophiaH
+from gradkit.optim._sophia_refresh import sophia_refresh
 from gradkit.optim._swan import SWAN
 
 __all__ = [

@@ -1,118 +1,21 @@
-r"""AdaBelief: Adam whose second moment tracks the "belief" :math:`(g - m)^2` instead of :math:`g^2`.
-
-Zhuang, Tang, Ding, Tatikonda, Dvornek, Papademetris, Duncan. *AdaBelief Optimizer: Adapting
-Stepsizes by the Belief in Observed Gradients.* NeurIPS 2020. arXiv:2010.07468.
-
-Semantics follow the authors' package ``adabelief-pytorch==0.2.1`` (identical to
-``pypi_packages/adabelief_pytorch0.2.1`` in juntang-zhuang/Adabelief-Optimizer @2855178), against
-which the tests check parity over every combination of its flags. Per element, with state
-:math:`m, s` (and :math:`s_{max}` for AMSGrad) initialised to 0, :math:`t` counted from 1,
-:math:`b_1 = 1-\beta_1^t` and :math:`b_2 = 1-\beta_2^t`, one step is, in this order:
-
-.. math::
-
-    &\text{weight decay:}\quad
-        \theta \leftarrow \theta(1-\eta\lambda) \text{ (decoupled, default)}, \quad
-        \theta \leftarrow \theta(1-\lambda) \text{ (fixed\_decay)}, \quad
-        g \leftarrow g + \lambda\theta \text{ (weight\_decouple=False)}\\
-    &m \leftarrow \beta_1 m + (1-\beta_1) g\\
-    &s \leftarrow \beta_2 s + (1-\beta_2)(g - m)^2 \quad\text{(with the updated } m)\\
-    &s \leftarrow s + \epsilon \quad\text{(in place: } \epsilon \text{ accumulates in the state)}\\
-    &s_{max} \leftarrow \max(s_{max}, s) \quad\text{(amsgrad only)}
-
-Then, without rectification (``rectify=False``, the setting of the paper's experiments), with
-:math:`\hat s = s_{max}` under AMSGrad and :math:`\hat s = s` otherwise:
-
-.. math::
-
-    \theta \leftarrow \theta - \frac{\eta}{b_1}\,\frac{m}{\sqrt{\hat s}/\sqrt{b_2} + \epsilon}
-
-With rectification (``rectify=True``, the package default; RAdam's rule):
-:math:`\rho_\infty = 2/(1-\beta_2) - 1`, :math:`\rho_t = \rho_\infty - 2t\beta_2^t/b_2`, and
-
-.. math::
-
-    \rho_t \ge 5:&\quad \theta \leftarrow \theta - \frac{\eta\, r_t}{b_1}\,\frac{m}{\sqrt{s} + \epsilon},
-        \qquad r_t = \sqrt{\frac{b_2(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}}\\
-    \rho_t < 5:&\quad \theta \leftarrow \theta - \frac{\eta}{b_1} m
-        \quad\text{if degenerated\_to\_sgd, else no update}
-
-Notes on the reference code, all replicated:
-
-* ε enters twice: it is added to :math:`s` in place every step (steady-state contribution
-  :math:`\approx\epsilon/(1-\beta_2)`) and again to the denominator. AdaBelief's ε therefore plays
-  the role of Adam's ε²: the README recommends 1e-8 where SGD beats Adam (CNNs) and 1e-16
-  (the default) or 1e-12 for Transformers, GANs and RNNs.
-* The rectified branch divides by :math:`\sqrt{s}`, **not** :math:`\sqrt{s_{max}}`, even with
-  ``amsgrad=True`` (:math:`s_{max}` is still maintained); :math:`b_2` sits inside :math:`r_t`.
-* With :math:`\beta_2 = 0.999`, :math:`\rho_t < 5` for :math:`t \le 5`, so with the default
-  ``rectify=True`` the first five steps are un-normalised SGD-momentum steps whose size scales
-  with the raw gradient (step 1 is exactly :math:`-\eta g`).
-* The AMSGrad order is the 0.2.x one (``s += ε`` then ``s_max = max(s_max, s)``); 0.0.5 and
-  0.1.0 took the max first. Coupled L2 decay is applied before the moments (0.1.0 applied it
-  after them, so it had no effect; that bug is not reproduced).
-* ``fixed_decay`` only matters with ``weight_decouple=True``.
-
-Paper vs code: the paper's results were produced with ``rectify=False`` and ``amsgrad=False``
-("rectification ... never used to produce results in the paper"); the package, and therefore
-gradkit, defaults to ``rectify=True``. Pass ``rectify=False`` for the paper's algorithm.
-
-Deviations from the reference (documented and tested):
-
-* The reference adds the coupled L2 term to ``p.grad`` in place; gradkit never modifies
-  ``p.grad``.
-* The reference caches :math:`(\rho_t, r_t)` in ``group['buffer'][step % 10]``, keyed on the
-  step number only, and that buffer is shared by every group that had the default ``betas`` at
-  construction and by every group added later with ``add_param_group``. Two groups sharing it
-  with different ``betas`` (e.g. an added group with its own ``betas``, or one group's
-  ``betas`` changed after construction) can get each other's :math:`r_t`. gradkit computes
-  :math:`\rho_t, r_t` for each param from its own step count and its group's current betas,
-  with no cache. Elsewhere the two agree, including params of one group with different step
-  counts (a layer frozen for a while) and betas changed in place for all groups.
-* Like 0.2.1, a ``float16`` param is updated in ``float32`` and rounded back to ``float16`` once
-  per step, and its state is ``float32`` (an AdaBelief state in ``float16`` underflows: ε=1e-16
-  is 0 there). gradkit keeps that ``float32`` state across ``state_dict`` round trips, where
-  ``torch.optim`` would cast it to the param's dtype. ``bfloat16`` params are computed in
-  ``bfloat16``, as in the reference.
-* The rectification flags are per param group (the reference stores ``weight_decouple``,
-  ``fixed_decay``, ``rectify`` and ``degenerated_to_sgd`` on the optimizer); a negative
-  ``weight_decay`` is rejected (the reference does not check it); ``print_change_log`` is
-  accepted for drop-in compatibility and ignored: gradkit never prints.
-
-Example:
-    >>> import torch
-    >>> from gradkit.optim import AdaBelief
-    >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
-    >>> opt = AdaBelief([w], lr=0.1)  # rectify=True: step 1 is exactly -lr * g
-    >>> w.grad = torch.tensor([0.5, -0.5])
-    >>> opt.step()
-    >>> w.detach()
-    tensor([ 0.9500, -1.9500])
-    >>> v = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
-    >>> opt = AdaBelief([v], lr=0.1, rectify=False)  # step 1 is about -(lr / beta1) * sign(g)
-    >>> v.grad = torch.tensor([0.5, -0.5])
-    >>> opt.step()
-    >>> v.detach()
-    tensor([ 0.8889, -1.8889])
-"""
+"""AdaBelief: Adam whose second moment tracks the "belief" :math:`(g - m)^2` instead of :math:`g^2`."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 from itertools import chain
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
+from torch import Tensor
 
 from gradkit import _validation as check
-from gradkit.optim._base import GradkitOptimizer, ParamsT
-from gradkit.optim._compile import compiled_step, per_tensor, scalar_tensor
-from gradkit.optim._foreach import foreach_chunks
+from gradkit.optim._adamw import adam_hyper
+from gradkit.optim._base import GradkitOptimizer, ParamsT, hyperparams
+from gradkit.optim._compile import Kernel, KernelArgs, Scalars
 
-__all__ = ["AdaBelief", "adabelief"]
-
-Scalar = float | torch.Tensor
+__all__ = ["AdaBelief"]
 
 #: Param dtypes updated in float32 with float32 state (as adabelief-pytorch 0.2.1 does).
 _UPCAST_DTYPES = (torch.float16,)
@@ -160,345 +63,194 @@ def _decay_mode(weight_decay: float, weight_decouple: bool) -> str:
 
 
 def _adabelief_kernel(
-    param: torch.Tensor,
-    grad: torch.Tensor,
-    exp_avg: torch.Tensor,
-    exp_avg_var: torch.Tensor,
-    max_exp_avg_var: torch.Tensor | None,
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_var: Tensor,
+    s_max: Tensor | None = None,
     *,
-    step_size: Scalar,
-    sqrt_bc2: Scalar,
-    adaptive: Scalar,
-    beta1: Scalar,
-    beta2: Scalar,
-    eps: Scalar,
-    weight_decay: Scalar,
-    decay_factor: Scalar,
-    decay: str,
-    use_max: bool,
-    maximize: bool,
+    s: Scalars,
 ) -> None:
     """One tensor's AdaBelief update, in place.
 
     The rectification branch is selected by the per-param scalars (see :func:`_step_terms`),
     so the kernel has no data-dependent control flow. Scalars may be Python floats (the
     for-loop reference) or 0-d tensors (the compiled path); only plain arithmetic is used so
-    that both behave the same. ``decay`` (``"none"``, ``"coupled"``, ``"decoupled"``),
-    ``use_max`` (divide by ``s_max``), ``maximize`` and whether ``max_exp_avg_var`` is given
-    (AMSGrad) are static.
+    that both behave the same. ``step_size`` is the per-param step of :func:`_step_terms` for
+    ``lr = 1``; ``decay`` (``"none"``, ``"coupled"``, ``"decoupled"``), ``fixed_decay``,
+    ``use_max`` (divide by ``s_max``) and whether ``s_max`` is given (AMSGrad) are static.
     """
+    lr, weight_decay, beta2, eps, adaptive = (
+        s[k] for k in ("lr", "weight_decay", "beta2", "eps", "adaptive")
+    )
     upcast = param.dtype in _UPCAST_DTYPES
     p = param.float() if upcast else param
     if upcast:
         grad = grad.float()
-    if maximize:
-        grad = -grad
-    if decay == "coupled":
+    if s["decay"] == "coupled":
         grad = grad + p * weight_decay
-    elif decay == "decoupled":
-        p = p * decay_factor
-    exp_avg.mul_(beta1).add_(grad * (1 - beta1))
+    elif s["decay"] == "decoupled":
+        p = p * (1 - weight_decay if s["fixed_decay"] else 1 - lr * weight_decay)
+    exp_avg.mul_(s["beta1"]).add_(grad * (1 - s["beta1"]))
     residual = grad - exp_avg
     exp_avg_var.mul_(beta2).add_(residual * residual * (1 - beta2))
     exp_avg_var.add_(eps)
     second = exp_avg_var
-    if max_exp_avg_var is not None:  # AMSGrad
-        max_exp_avg_var.copy_(torch.maximum(max_exp_avg_var, exp_avg_var))
-        if use_max:
-            second = max_exp_avg_var
-    denom = second.sqrt() / sqrt_bc2 + eps
+    if s_max is not None:  # AMSGrad
+        s_max.copy_(torch.maximum(s_max, exp_avg_var))
+        if s["use_max"]:
+            second = s_max
+    denom = second.sqrt() * s["inv_sqrt_bc2"] + eps
     denom = denom * adaptive + (1 - adaptive)  # exactly denom or exactly 1
-    param.copy_(p + exp_avg * -step_size / denom)
+    param.copy_(p + exp_avg * -(lr * s["step_size"]) / denom)
 
 
-def _single_tensor_adabelief(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    exp_avgs: list[torch.Tensor],
-    exp_avg_vars: list[torch.Tensor],
-    max_exp_avg_vars: list[torch.Tensor],
-    steps: list[int],
-    *,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    amsgrad: bool,
-    weight_decouple: bool,
-    fixed_decay: bool,
-    rectify: bool,
-    degenerated_to_sgd: bool,
-    maximize: bool,
-) -> None:
-    decay_factor = 1.0 - weight_decay if fixed_decay else 1.0 - lr * weight_decay
-    for i, param in enumerate(params):
-        terms = _step_terms(lr, beta1, beta2, steps[i], rectify, degenerated_to_sgd)
-        _adabelief_kernel(
-            param,
-            grads[i],
-            exp_avgs[i],
-            exp_avg_vars[i],
-            max_exp_avg_vars[i] if amsgrad else None,
-            step_size=terms.step_size,
-            sqrt_bc2=terms.sqrt_bc2,
-            adaptive=terms.adaptive,
-            beta1=beta1,
-            beta2=beta2,
-            eps=eps,
-            weight_decay=weight_decay,
-            decay_factor=decay_factor,
-            decay=_decay_mode(weight_decay, weight_decouple),
-            use_max=amsgrad and not rectify,
-            maximize=maximize,
-        )
-
-
-def _multi_tensor_adabelief(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    exp_avgs: list[torch.Tensor],
-    exp_avg_vars: list[torch.Tensor],
-    max_exp_avg_vars: list[torch.Tensor],
-    steps: list[int],
-    *,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    amsgrad: bool,
-    weight_decouple: bool,
-    fixed_decay: bool,
-    rectify: bool,
-    degenerated_to_sgd: bool,
-    maximize: bool,
-) -> None:
-    decay = _decay_mode(weight_decay, weight_decouple)
-    decay_factor = 1.0 - weight_decay if fixed_decay else 1.0 - lr * weight_decay
-    lists: list[list[torch.Tensor]] = [params, grads, exp_avgs, exp_avg_vars]
-    if amsgrad:
-        lists.append(max_exp_avg_vars)
-    for dev_lists, indices in foreach_chunks(lists):
-        p: list[torch.Tensor] = dev_lists[0]
-        g: list[torch.Tensor] | tuple[torch.Tensor, ...] = dev_lists[1]
-        m: list[torch.Tensor] = dev_lists[2]
-        s: list[torch.Tensor] = dev_lists[3]
-        upcast = p[0].dtype in _UPCAST_DTYPES
-        # float16: work on float32 copies (the state is float32), round back at the end.
-        work = [x.float() for x in p] if upcast else p
-        # Fresh foreach outputs cost page faults on CPU, so at most one scratch list is
-        # allocated per step (a private copy of the gradient when one is needed anyway) and
-        # reused for the residual, the denominator and the SGD step.
-        private = upcast
-        if upcast:
-            g = [x.to(torch.float32, copy=True) for x in g]
-        if maximize:
-            g = torch._foreach_neg(g)
-            private = True
-        if decay == "coupled":
-            if private:
-                torch._foreach_add_(g, work, alpha=weight_decay)
-            else:
-                g = torch._foreach_add(g, work, alpha=weight_decay)
-                private = True
-        elif decay == "decoupled":
-            torch._foreach_mul_(work, decay_factor)
-        torch._foreach_mul_(m, beta1)
-        torch._foreach_add_(m, g, alpha=1 - beta1)
-        if private:  # g is ours and no longer needed: turn it into the residual in place
-            torch._foreach_sub_(g, m)
-            scratch = list(g)
+def _adabelief_foreach(lists: list[list[Tensor]], s: Scalars) -> None:
+    lr, beta1, beta2, eps = s["lr"], s["beta1"], s["beta2"], s["eps"]
+    weight_decay, decay = s["weight_decay"], s["decay"]
+    p: list[Tensor] = lists[0]
+    g: list[Tensor] | tuple[Tensor, ...] = lists[1]
+    m, v = lists[2], lists[3]
+    upcast = p[0].dtype in _UPCAST_DTYPES
+    # float16: work on float32 copies (the state is float32), round back at the end.
+    work = [x.float() for x in p] if upcast else p
+    # Fresh foreach outputs cost page faults on CPU, so at most one scratch list is allocated
+    # per step (a private copy of the gradient when one is needed anyway) and reused for the
+    # residual, the denominator and the SGD step.
+    private = upcast
+    if upcast:
+        g = [x.to(torch.float32, copy=True) for x in g]
+    if decay == "coupled":
+        if private:
+            torch._foreach_add_(g, work, alpha=weight_decay)
         else:
-            scratch = list(torch._foreach_sub(g, m))
-        torch._foreach_mul_(s, beta2)
-        torch._foreach_addcmul_(s, scratch, scratch, value=1 - beta2)
-        torch._foreach_add_(s, eps)
-        second = s
-        if amsgrad:
-            s_max: list[torch.Tensor] = dev_lists[4]
-            torch._foreach_maximum_(s_max, s)
-            if not rectify:
-                second = s_max
-
-        terms = [
-            _step_terms(lr, beta1, beta2, steps[i], rectify, degenerated_to_sgd) for i in indices
-        ]
-        adaptive = [k for k, term in enumerate(terms) if term.adaptive]
-        plain = [k for k, term in enumerate(terms) if not term.adaptive and term.step_size != 0]
-        if adaptive:
-            denom = [scratch[k] for k in adaptive]
-            torch._foreach_copy_(denom, [second[k] for k in adaptive])
-            torch._foreach_sqrt_(denom)
-            if not rectify:  # with rectification b2 is folded into the step size
-                torch._foreach_div_(denom, [terms[k].sqrt_bc2 for k in adaptive])
-            torch._foreach_add_(denom, eps)
-            torch._foreach_addcdiv_(
-                [work[k] for k in adaptive],
-                [m[k] for k in adaptive],
-                denom,
-                [-terms[k].step_size for k in adaptive],
-            )
-        if plain:  # rectify=True, rho_t < 5, degenerated_to_sgd: SGD with momentum
-            update = [scratch[k] for k in plain]
-            torch._foreach_copy_(update, [m[k] for k in plain])
-            torch._foreach_mul_(update, [-terms[k].step_size for k in plain])
-            torch._foreach_add_([work[k] for k in plain], update)
-        if upcast:
-            torch._foreach_copy_(p, work)
-
-
-def _fused_loop(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    exp_avgs: list[torch.Tensor],
-    exp_avg_vars: list[torch.Tensor],
-    max_exp_avg_vars: list[torch.Tensor],
-    step_sizes: torch.Tensor,
-    sqrt_bc2s: torch.Tensor,
-    adaptives: torch.Tensor,
-    beta1: torch.Tensor,
-    beta2: torch.Tensor,
-    eps: torch.Tensor,
-    weight_decay: torch.Tensor,
-    decay_factor: torch.Tensor,
-    decay: str,
-    amsgrad: bool,
-    use_max: bool,
-    maximize: bool,
-) -> None:
-    for i in range(len(params)):
-        _adabelief_kernel(
-            params[i],
-            grads[i],
-            exp_avgs[i],
-            exp_avg_vars[i],
-            max_exp_avg_vars[i] if amsgrad else None,
-            step_size=step_sizes[i],
-            sqrt_bc2=sqrt_bc2s[i],
-            adaptive=adaptives[i],
-            beta1=beta1,
-            beta2=beta2,
-            eps=eps,
-            weight_decay=weight_decay,
-            decay_factor=decay_factor,
-            decay=decay,
-            use_max=use_max,
-            maximize=maximize,
+            g = torch._foreach_add(g, work, alpha=weight_decay)
+            private = True
+    elif decay == "decoupled":
+        torch._foreach_mul_(work, 1 - weight_decay if s["fixed_decay"] else 1 - lr * weight_decay)
+    torch._foreach_mul_(m, beta1)
+    torch._foreach_add_(m, g, alpha=1 - beta1)
+    if private:  # g is ours and no longer needed: turn it into the residual in place
+        torch._foreach_sub_(g, m)
+        scratch = list(g)
+    else:
+        scratch = list(torch._foreach_sub(g, m))
+    torch._foreach_mul_(v, beta2)
+    torch._foreach_addcmul_(v, scratch, scratch, value=1 - beta2)
+    torch._foreach_add_(v, eps)
+    second = v
+    if len(lists) == 5:  # AMSGrad
+        torch._foreach_maximum_(lists[4], v)
+        if s["use_max"]:
+            second = lists[4]
+    step_sizes, inv_sqrt_bc2s = s["step_size"], s["inv_sqrt_bc2"]
+    adaptive = [k for k, flag in enumerate(s["adaptive"]) if flag]
+    plain = [k for k, flag in enumerate(s["adaptive"]) if not flag and step_sizes[k] != 0]
+    if adaptive:
+        denom = [scratch[k] for k in adaptive]
+        torch._foreach_copy_(denom, [second[k] for k in adaptive])
+        torch._foreach_sqrt_(denom)
+        torch._foreach_mul_(denom, [inv_sqrt_bc2s[k] for k in adaptive])
+        torch._foreach_add_(denom, eps)
+        torch._foreach_addcdiv_(
+            [work[k] for k in adaptive],
+            [m[k] for k in adaptive],
+            denom,
+            [-(lr * step_sizes[k]) for k in adaptive],
         )
+    if plain:  # rectify=True, rho_t < 5, degenerated_to_sgd: SGD with momentum
+        update = [scratch[k] for k in plain]
+        torch._foreach_copy_(update, [m[k] for k in plain])
+        torch._foreach_mul_(update, [-(lr * step_sizes[k]) for k in plain])
+        torch._foreach_add_([work[k] for k in plain], update)
+    if upcast:
+        torch._foreach_copy_(p, work)
 
 
-_compiled_loop = compiled_step("AdaBelief", _fused_loop, _fused_loop)
-
-
-def _fused_adabelief(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    exp_avgs: list[torch.Tensor],
-    exp_avg_vars: list[torch.Tensor],
-    max_exp_avg_vars: list[torch.Tensor],
-    steps: list[int],
-    *,
-    lr: Scalar,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    amsgrad: bool,
-    weight_decouple: bool,
-    fixed_decay: bool,
-    rectify: bool,
-    degenerated_to_sgd: bool,
-    maximize: bool,
-) -> None:
-    like = params[0]
-    terms = [_step_terms(1.0, beta1, beta2, step, rectify, degenerated_to_sgd) for step in steps]
-    lr_tensor = scalar_tensor(lr, like)
-    decay_factor = (
-        scalar_tensor(1.0 - weight_decay, like) if fixed_decay else 1.0 - lr_tensor * weight_decay
-    )
-    _compiled_loop(
-        params,
-        grads,
-        exp_avgs,
-        exp_avg_vars,
-        max_exp_avg_vars,
-        per_tensor([term.step_size for term in terms], like) * lr_tensor,
-        per_tensor([term.sqrt_bc2 for term in terms], like),
-        per_tensor([term.adaptive for term in terms], like),
-        scalar_tensor(beta1, like),
-        scalar_tensor(beta2, like),
-        scalar_tensor(eps, like),
-        scalar_tensor(weight_decay, like),
-        decay_factor,
-        _decay_mode(weight_decay, weight_decouple),
-        amsgrad,
-        amsgrad and not rectify,
-        maximize,
-    )
-
-
-def adabelief(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    exp_avgs: list[torch.Tensor],
-    exp_avg_vars: list[torch.Tensor],
-    max_exp_avg_vars: list[torch.Tensor],
-    steps: list[int],
-    *,
-    lr: Scalar,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float = 0.0,
-    amsgrad: bool = False,
-    weight_decouple: bool = True,
-    fixed_decay: bool = False,
-    rectify: bool = True,
-    degenerated_to_sgd: bool = True,
-    maximize: bool = False,
-    impl: str = "foreach",
-) -> None:
-    """Functional AdaBelief update (see :class:`AdaBelief`); mutates params and state in place.
-
-    Args:
-        max_exp_avg_vars: the AMSGrad state, one per param; ignored (may be empty) unless
-            ``amsgrad``.
-        steps: the step number of each param *after* this step (1 on the first step).
-        impl: ``"forloop"`` (the reference), ``"foreach"`` or ``"fused"``.
-    """
-    if amsgrad and len(max_exp_avg_vars) != len(params):
-        raise ValueError(
-            f"amsgrad=True needs one max_exp_avg_var per param, got {len(max_exp_avg_vars)} "
-            f"for {len(params)} params"
-        )
-    kwargs: dict[str, Any] = dict(
-        beta1=beta1,
-        beta2=beta2,
-        eps=float(eps),
-        weight_decay=float(weight_decay),
-        amsgrad=amsgrad,
-        weight_decouple=weight_decouple,
-        fixed_decay=fixed_decay,
-        rectify=rectify,
-        degenerated_to_sgd=degenerated_to_sgd,
-        maximize=maximize,
-    )
-    if impl == "fused":
-        _fused_adabelief(
-            params, grads, exp_avgs, exp_avg_vars, max_exp_avg_vars, steps, lr=lr, **kwargs
-        )
-        return
-    fn = _single_tensor_adabelief if impl == "forloop" else _multi_tensor_adabelief
-    fn(params, grads, exp_avgs, exp_avg_vars, max_exp_avg_vars, steps, lr=float(lr), **kwargs)
+ADABELIEF_KERNEL = Kernel("AdaBelief", _adabelief_kernel, foreach=_adabelief_foreach)
 
 
 class AdaBelief(GradkitOptimizer):
     r"""AdaBelief (Zhuang et al., NeurIPS 2020), following ``adabelief-pytorch==0.2.1``.
 
-    See the module docstring for the update rule, the notes on the reference code and the
-    deviations from it. Constructor keyword names and defaults match
-    ``adabelief_pytorch.AdaBelief`` 0.2.1, so swapping the import works.
+    Paper: Zhuang, Tang, Ding, Tatikonda, Dvornek, Papademetris, Duncan. *AdaBelief Optimizer:
+    Adapting Stepsizes by the Belief in Observed Gradients.* NeurIPS 2020, arXiv:2010.07468.
+
+    Reference implementation: semantics follow the authors' package ``adabelief-pytorch==0.2.1`` (identical to
+    ``pypi_packages/adabelief_pytorch0.2.1`` in juntang-zhuang/Adabelief-Optimizer @2855178), against
+    which the tests check parity over every combination of its flags. Per element, with state
+    :math:`m, s` (and :math:`s_{max}` for AMSGrad) initialised to 0, :math:`t` counted from 1,
+    :math:`b_1 = 1-\beta_1^t` and :math:`b_2 = 1-\beta_2^t`, one step is, in this order:
+
+    .. math::
+
+        &\text{weight decay:}\quad
+            \theta \leftarrow \theta(1-\eta\lambda) \text{ (decoupled, default)}, \quad
+            \theta \leftarrow \theta(1-\lambda) \text{ (fixed\_decay)}, \quad
+            g \leftarrow g + \lambda\theta \text{ (weight\_decouple=False)}\\
+        &m \leftarrow \beta_1 m + (1-\beta_1) g\\
+        &s \leftarrow \beta_2 s + (1-\beta_2)(g - m)^2 \quad\text{(with the updated } m)\\
+        &s \leftarrow s + \epsilon \quad\text{(in place: } \epsilon \text{ accumulates in the state)}\\
+        &s_{max} \leftarrow \max(s_{max}, s) \quad\text{(amsgrad only)}
+
+    Then, without rectification (``rectify=False``, the setting of the paper's experiments), with
+    :math:`\hat s = s_{max}` under AMSGrad and :math:`\hat s = s` otherwise:
+
+    .. math::
+
+        \theta \leftarrow \theta - \frac{\eta}{b_1}\,\frac{m}{\sqrt{\hat s}/\sqrt{b_2} + \epsilon}
+
+    With rectification (``rectify=True``, the package default; RAdam's rule):
+    :math:`\rho_\infty = 2/(1-\beta_2) - 1`, :math:`\rho_t = \rho_\infty - 2t\beta_2^t/b_2`, and
+
+    .. math::
+
+        \rho_t \ge 5:&\quad \theta \leftarrow \theta - \frac{\eta\, r_t}{b_1}\,\frac{m}{\sqrt{s} + \epsilon},
+            \qquad r_t = \sqrt{\frac{b_2(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}}\\
+        \rho_t < 5:&\quad \theta \leftarrow \theta - \frac{\eta}{b_1} m
+            \quad\text{if degenerated\_to\_sgd, else no update}
+
+    Notes on the reference code, all replicated:
+
+    * ε enters twice: it is added to :math:`s` in place every step (steady-state contribution
+      :math:`\approx\epsilon/(1-\beta_2)`) and again to the denominator. AdaBelief's ε therefore plays
+      the role of Adam's ε²: the README recommends 1e-8 where SGD beats Adam (CNNs) and 1e-16
+      (the default) or 1e-12 for Transformers, GANs and RNNs.
+    * The rectified branch divides by :math:`\sqrt{s}`, **not** :math:`\sqrt{s_{max}}`, even with
+      ``amsgrad=True`` (:math:`s_{max}` is still maintained); :math:`b_2` sits inside :math:`r_t`.
+    * With :math:`\beta_2 = 0.999`, :math:`\rho_t < 5` for :math:`t \le 5`, so with the default
+      ``rectify=True`` the first five steps are un-normalised SGD-momentum steps whose size scales
+      with the raw gradient (step 1 is exactly :math:`-\eta g`).
+    * The AMSGrad order is the 0.2.x one (``s += ε`` then ``s_max = max(s_max, s)``); 0.0.5 and
+      0.1.0 took the max first. Coupled L2 decay is applied before the moments (0.1.0 applied it
+      after them, so it had no effect; that bug is not reproduced).
+    * ``fixed_decay`` only matters with ``weight_decouple=True``.
+
+    Paper vs code: the paper's results were produced with ``rectify=False`` and ``amsgrad=False``
+    ("rectification ... never used to produce results in the paper"); the package, and therefore
+    gradkit, defaults to ``rectify=True``. Pass ``rectify=False`` for the paper's algorithm.
+
+    Deviations from the reference (documented and tested):
+
+    * The reference adds the coupled L2 term to ``p.grad`` in place; gradkit never modifies
+      ``p.grad``.
+    * The reference caches :math:`(\rho_t, r_t)` in ``group['buffer'][step % 10]``, keyed on the
+      step number only, and that buffer is shared by every group that had the default ``betas`` at
+      construction and by every group added later with ``add_param_group``. Two groups sharing it
+      with different ``betas`` (e.g. an added group with its own ``betas``, or one group's
+      ``betas`` changed after construction) can get each other's :math:`r_t`. gradkit computes
+      :math:`\rho_t, r_t` for each param from its own step count and its group's current betas,
+      with no cache. Elsewhere the two agree, including params of one group with different step
+      counts (a layer frozen for a while) and betas changed in place for all groups.
+    * Like 0.2.1, a ``float16`` param is updated in ``float32`` and rounded back to ``float16`` once
+      per step, and its state is ``float32`` (an AdaBelief state in ``float16`` underflows: ε=1e-16
+      is 0 there). gradkit keeps that ``float32`` state across ``state_dict`` round trips, where
+      ``torch.optim`` would cast it to the param's dtype. ``bfloat16`` params are computed in
+      ``bfloat16``, as in the reference.
+    * The rectification flags are per param group (the reference stores ``weight_decouple``,
+      ``fixed_decay``, ``rectify`` and ``degenerated_to_sgd`` on the optimizer); a negative
+      ``weight_decay`` is rejected (the reference does not check it); ``print_change_log`` is
+      accepted for drop-in compatibility and ignored: gradkit never prints.
 
     Args:
         params: iterable of parameters or param-group dicts.
@@ -519,64 +271,42 @@ class AdaBelief(GradkitOptimizer):
             first 5 steps for β2 = 0.999) instead of no step (default True).
         print_change_log: accepted for compatibility with the reference and ignored; gradkit
             never prints.
-        maximize: maximize the objective instead of minimizing it.
-        foreach: use the ``torch._foreach`` implementation (default when ``None``).
-        fused: use the single compiled-graph implementation (``torch.compile``).
-        nonfinite: ``"raise"`` (default), ``"skip"`` or ``"ignore"`` for NaN/inf gradients.
+        maximize, foreach, fused, nonfinite: as for every :class:`GradkitOptimizer`.
 
     State per param: ``step``, ``exp_avg`` (m), ``exp_avg_var`` (s, including the accumulated
     ε) and, with ``amsgrad``, ``max_exp_avg_var``; ``float32`` for ``float16`` params.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.optim import AdaBelief
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = AdaBelief([w], lr=0.1)  # rectify=True: step 1 is exactly -lr * g
+        >>> w.grad = torch.tensor([0.5, -0.5])
+        >>> opt.step()
+        >>> w.detach()
+        tensor([ 0.9500, -1.9500])
+        >>> v = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = AdaBelief([v], lr=0.1, rectify=False)  # step 1 is about -(lr / beta1) * sign(g)
+        >>> v.grad = torch.tensor([0.5, -0.5])
+        >>> opt.step()
+        >>> v.detach()
+        tensor([ 0.8889, -1.8889])
     """
 
     _state_names = ("exp_avg", "exp_avg_var")
-    _validators: ClassVar[Mapping[str, check.Check]] = {
-        "lr": check.nonnegative,
-        "betas": check.betas,
-        "eps": check.nonnegative,
-        "weight_decay": check.nonnegative,
-        "amsgrad": check.boolean,
-        "weight_decouple": check.boolean,
-        "fixed_decay": check.boolean,
-        "rectify": check.boolean,
-        "degenerated_to_sgd": check.boolean,
-    }
+    _kernel = ADABELIEF_KERNEL
+    paper = "Zhuang et al., AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed Gradients, NeurIPS 2020 (arXiv:2010.07468)"
 
     def __init__(
-        self,
-        params: ParamsT,
-        lr: float | torch.Tensor = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-16,
-        weight_decay: float = 0.0,
-        amsgrad: bool = False,
-        weight_decouple: bool = True,
-        fixed_decay: bool = False,
-        rectify: bool = True,
-        degenerated_to_sgd: bool = True,
-        print_change_log: bool = True,
-        *,
-        maximize: bool = False,
-        foreach: bool | None = None,
-        fused: bool | None = None,
+        self, params: ParamsT, lr: float | torch.Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-16, weight_decay: float = 0.0,
+        amsgrad: bool = False, weight_decouple: bool = True, fixed_decay: bool = False,
+        rectify: bool = True, degenerated_to_sgd: bool = True, print_change_log: bool = True,
+        *, maximize: bool = False, foreach: bool | None = None, fused: bool | None = None,
         nonfinite: str = "raise",
-    ) -> None:
+    ) -> None:  # fmt: skip
         check.boolean("print_change_log", print_change_log)
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            amsgrad=amsgrad,
-            weight_decouple=weight_decouple,
-            fixed_decay=fixed_decay,
-            rectify=rectify,
-            degenerated_to_sgd=degenerated_to_sgd,
-            maximize=maximize,
-            foreach=foreach,
-            fused=fused,
-            nonfinite=nonfinite,
-        )
-        super().__init__(params, defaults)
+        super().__init__(params, hyperparams(locals(), exclude=["print_change_log"]))
 
     def _state_names_for(self, group: Any) -> tuple[str, ...]:
         if group["amsgrad"]:
@@ -616,48 +346,36 @@ class AdaBelief(GradkitOptimizer):
                     device=param.device, dtype=torch.float32, copy=True
                 )
 
-    def _update(
-        self,
-        group: dict[str, Any],
-        params: list[torch.Tensor],
-        grads: list[torch.Tensor],
-        state: dict[str, list[torch.Tensor]],
-        steps: list[int],
-        impl: str,
-    ) -> None:
-        beta1, beta2 = group["betas"]
-        adabelief(
-            params,
-            grads,
-            state["exp_avg"],
-            state["exp_avg_var"],
-            state.get("max_exp_avg_var", []),
-            steps,
-            lr=group["lr"],
-            beta1=float(beta1),
-            beta2=float(beta2),
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            amsgrad=group["amsgrad"],
-            weight_decouple=group["weight_decouple"],
-            fixed_decay=group["fixed_decay"],
-            rectify=group["rectify"],
-            degenerated_to_sgd=group["degenerated_to_sgd"],
-            maximize=group["maximize"],
-            impl=impl,
+    def _kernel_args(self, group: Mapping[str, Any], steps: list[int], impl: str) -> KernelArgs:
+        hyper = adam_hyper(group)
+        rectify, sgd = group["rectify"], group["degenerated_to_sgd"]
+        terms = [
+            _step_terms(1.0, hyper["beta1"], hyper["beta2"], step, rectify, sgd) for step in steps
+        ]
+        return KernelArgs(
+            hyper=hyper,
+            per_tensor={
+                "step_size": [term.step_size for term in terms],
+                "inv_sqrt_bc2": [1.0 / term.sqrt_bc2 for term in terms],
+                "adaptive": [term.adaptive for term in terms],
+            },
+            static={
+                "decay": _decay_mode(group["weight_decay"], group["weight_decouple"]),
+                "fixed_decay": group["fixed_decay"],
+                "use_max": group["amsgrad"] and not rectify,
+            },
         )
 
 
 def registry_spec() -> Any:
     """The registry entry for :class:`AdaBelief` (see :mod:`gradkit.registry`)."""
-    from gradkit._specs import ErrorInput, OptimizerSpec
+    from gradkit._specs import ErrorInput
+    from gradkit.optim._entries import optimizer_entry
 
-    return OptimizerSpec(
-        name="adabelief",
-        cls=AdaBelief,
-        paper="Zhuang et al., AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed Gradients, NeurIPS 2020 (arXiv:2010.07468)",
-        summary="Adam with the second moment of (g - m) instead of g; RAdam rectification by default",
-        configs=[
+    return optimizer_entry(
+        AdaBelief,
+        "Adam with the second moment of (g - m) instead of g; RAdam rectification by default",
+        [
             {},
             {"rectify": False},
             {"rectify": False, "amsgrad": True, "eps": 1e-8},

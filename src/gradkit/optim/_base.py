@@ -23,26 +23,39 @@ is the same for all methods, so that a method module holds only its math:
 * ``load_state_dict`` compatibility: a checkpoint saved before a hyper-parameter existed loads
   and the new hyper-parameter takes its default; a float ``step`` is converted.
 
-A subclass provides ``_state_names`` (the per-param state tensors, zero-initialised), a
-``_validators`` table and ``_update(group, params, grads, state, steps, impl)``, which calls the
-method's functional update.
+A subclass declares its hyper-parameters (names and defaults in its constructor's signature,
+passed on with :func:`hyperparams`; validation in ``_validators``), ``_state_names`` (the
+per-param state tensors, zero-initialised), its per-tensor ``_kernel``
+(:class:`~gradkit.optim._compile.Kernel`, which owns the for-loop / foreach / fused dispatch and
+``maximize``) and ``_kernel_args(group, steps, impl)``, the kernel's scalars for a param group
+(:class:`~gradkit.optim._compile.KernelArgs`: shared hyper-parameters, per-tensor scalars such as
+bias corrections, static flags).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, cast
 
 import torch
 
 from gradkit import _validation as check
+from gradkit.optim._compile import Kernel, KernelArgs
 
-__all__ = ["GradkitOptimizer", "NonFiniteGradientError", "ParamsT"]
+__all__ = ["GradkitOptimizer", "NonFiniteGradientError", "ParamsT", "hyperparams"]
 
 ParamsT = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
 
-#: Validators shared by every gradkit optimizer.
+#: Validators by name, shared by every gradkit optimizer (a class's ``_validators`` add to and
+#: override them); a hyper-parameter whose default is a ``bool`` is checked with
+#: :func:`~gradkit._validation.boolean` unless a validator is named.
 COMMON_VALIDATORS: dict[str, check.Check] = {
+    "lr": check.nonnegative,
+    "betas": check.betas,
+    "eps": check.nonnegative,
+    "weight_decay": check.nonnegative,
     "maximize": check.boolean,
     "foreach": check.optional_boolean,
     "fused": check.optional_boolean,
@@ -50,19 +63,50 @@ COMMON_VALIDATORS: dict[str, check.Check] = {
 }
 
 
+def hyperparams(arguments: Mapping[str, Any], *, exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """The ``defaults`` of an optimizer from its constructor's ``locals()``: every argument but
+    ``self``, ``params`` and ``exclude`` (the signature is the one declaration of the names and
+    defaults)."""
+    skipped = {"self", "params", "__class__", *exclude}
+    return {name: value for name, value in arguments.items() if name not in skipped}
+
+
+@functools.cache
+def _bool_hyperparams(init: Callable[..., None]) -> frozenset[str]:
+    """The arguments of a constructor ``init`` whose declared default is a ``bool``."""
+    parameters = inspect.signature(init).parameters.values()
+    return frozenset(p.name for p in parameters if isinstance(p.default, bool))
+
+
 class NonFiniteGradientError(ValueError):
     """A gradient contains NaN or ±inf and the group's policy is ``nonfinite="raise"``."""
 
 
 class GradkitOptimizer(torch.optim.Optimizer):
-    """Base class of the gradkit optimizers (see the module docstring)."""
+    """Base class of the gradkit optimizers (see the module docstring).
+
+    Every subclass accepts these keyword arguments besides its own hyper-parameters:
+
+    Args:
+        maximize: maximize the objective instead of minimizing it (default False).
+        foreach: the ``torch._foreach`` implementation (the default when ``None``); ``False``
+            runs the for-loop reference.
+        fused: the single compiled-graph implementation (``torch.compile``; default off).
+        nonfinite: ``"raise"`` (default), ``"skip"`` or ``"ignore"``: the policy for NaN/inf
+            gradients.
+    """
 
     #: Per-param state tensors, zero-initialised like the param, besides ``step``.
     _state_names: ClassVar[tuple[str, ...]] = ()
-    #: ``name -> check`` for the method's own hyper-parameters.
+    #: ``name -> check`` for the method's own hyper-parameters (beside :data:`COMMON_VALIDATORS`
+    #: and the ``bool`` rule).
     _validators: ClassVar[Mapping[str, check.Check]] = {}
     #: Whether complex params are supported.
     _supports_complex: ClassVar[bool] = False
+    #: The paper the method comes from, with its arXiv id (shown by the registry).
+    paper: ClassVar[str] = ""
+    #: The method's per-tensor kernel (its math) with its drivers.
+    _kernel: ClassVar[Kernel]
 
     def __init__(self, params: ParamsT, defaults: dict[str, Any]) -> None:
         if isinstance(params, torch.Tensor):
@@ -76,9 +120,12 @@ class GradkitOptimizer(torch.optim.Optimizer):
     # ------------------------------------------------------------------ groups and validation
     def _validate_group(self, group: Mapping[str, Any]) -> None:
         validators = {**COMMON_VALIDATORS, **self._validators}
-        for name, validate in validators.items():
-            if name in group:
-                validate(name, group[name])
+        for name, value in group.items():
+            validate = validators.get(name)
+            if validate is None and name in _bool_hyperparams(type(self).__init__):
+                validate = check.boolean
+            if validate is not None:
+                validate(name, value)
         if group.get("fused") and group.get("foreach"):
             raise ValueError("Invalid fused/foreach: `fused` and `foreach` cannot both be True")
 
@@ -239,14 +286,21 @@ class GradkitOptimizer(torch.optim.Optimizer):
                 self.skipped_steps += 1
         for group, params, grads in runnable:
             states = [self._init_state(param, group) for param in params]
-            steps = []
-            for state in states:
-                state["step"] += 1
-                steps.append(int(state["step"]))
+            counters = [state["step"] for state in states]
+            torch._foreach_add_(counters, 1)
+            steps = [int(step) for step in torch.stack(counters).tolist()]
             names = self._state_names_for(group)
             state_lists = {name: [state[name] for state in states] for name in names}
             self._update(group, params, grads, state_lists, steps, self._impl(group))
         return loss
+
+    def _kernel_for(self, group: Mapping[str, Any]) -> Kernel:
+        """The kernel that updates ``group`` (override to route groups to different kernels)."""
+        return self._kernel
+
+    def _kernel_args(self, group: Mapping[str, Any], steps: list[int], impl: str) -> KernelArgs:
+        """The kernel's scalars for ``group`` (``steps``: each param's count after this step)."""
+        raise NotImplementedError
 
     def _update(
         self,
@@ -258,4 +312,6 @@ class GradkitOptimizer(torch.optim.Optimizer):
         impl: str,
     ) -> None:
         """Apply the method's update to ``params`` (``steps`` are already incremented)."""
-        raise NotImplementedError
+        lists = [params, grads, *(state[name] for name in self._state_names_for(group))]
+        args = self._kernel_args(group, steps, impl)
+        self._kernel_for(group)(lists, args, impl, maximize=group["maximize"])

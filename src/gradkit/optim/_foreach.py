@@ -16,7 +16,7 @@ from typing import cast
 
 import torch
 
-__all__ = ["CHUNK_BYTES", "foreach_chunks"]
+__all__ = ["CHUNK_BYTES", "foreach_chunks", "foreach_moments"]
 
 #: Parameter bytes per chunk. A 1024×1024 fp32 weight (4 MiB) forms a chunk on its own; small
 #: tensors (biases, norms) are batched together.
@@ -41,3 +41,17 @@ def foreach_chunks(
             if size >= limit or position == len(indices) - 1:
                 yield [lst[start : position + 1] for lst in lists], indices[start : position + 1]
                 start, size = position + 1, 0
+
+
+def foreach_moments(
+    exp_avgs: list[torch.Tensor],
+    exp_avg_sqs: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    beta1: float,
+    beta2: float,
+) -> None:
+    """Adam's moments in place: ``m ← β1 m + (1−β1) g`` and ``v ← β2 v + (1−β2) g²``."""
+    torch._foreach_mul_(exp_avgs, beta1)
+    torch._foreach_add_(exp_avgs, grads, alpha=1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)

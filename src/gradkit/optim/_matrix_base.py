@@ -30,12 +30,21 @@ from typing import Any, ClassVar
 import torch
 
 from gradkit import _validation as check
-from gradkit.optim._adamw import adamw
+from gradkit.optim._adamw import ADAMW, adamw_args
 from gradkit.optim._base import GradkitOptimizer
+from gradkit.optim._compile import Kernel, KernelArgs, Scalars
 
-__all__ = ["MatrixOptimizer", "check_not_distributed"]
+__all__ = ["MatrixOptimizer", "apply_matrix_update", "check_not_distributed"]
 
 _ADAMW_STATE = ("exp_avg", "exp_avg_sq")
+
+
+def apply_matrix_update(param: torch.Tensor, direction: torch.Tensor, s: Scalars) -> None:
+    """``W ← W(1 − ηλ) − η·direction``, the direction reshaped to the param's shape (the last
+    step of every matrix kernel; ``s`` holds ``lr`` and ``weight_decay``)."""
+    lr = s["lr"]
+    param.mul_(1 - lr * s["weight_decay"])
+    param.sub_((direction * lr).reshape(param.shape).to(param.dtype))
 
 
 def check_not_distributed(param: torch.Tensor, where: str) -> None:
@@ -63,18 +72,12 @@ class MatrixOptimizer(GradkitOptimizer):
 
     #: State tensors of matrix-group params (empty for stateless methods).
     _matrix_state_names: ClassVar[tuple[str, ...]] = ()
-    #: The functional matrix update, ``fn(params, grads, *state_lists, lr=, weight_decay=, eps=,
-    #: maximize=, impl=, **options)``; the state lists follow ``_matrix_state_names``.
-    _matrix_fn: ClassVar[Callable[..., None]]
-    #: Group keys passed to ``_matrix_fn`` besides lr, weight_decay, eps and maximize.
+    #: Group keys passed to the matrix kernel as shared hyper-parameters besides ``lr`` and
+    #: ``weight_decay`` (0-d tensors in the fused graph).
+    _matrix_hyper: ClassVar[tuple[str, ...]] = ()
+    #: Group keys passed to the matrix kernel as static options besides ``eps``.
     _matrix_options: ClassVar[tuple[str, ...]] = ()
-    _common_validators: ClassVar[Mapping[str, check.Check]] = {
-        "lr": check.nonnegative,
-        "betas": check.betas,
-        "eps": check.positive,
-        "weight_decay": check.nonnegative,
-        "use_matrix_update": check.boolean,
-    }
+    _common_validators: ClassVar[Mapping[str, check.Check]] = {"eps": check.positive}
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         name = type(self).__name__
@@ -127,48 +130,14 @@ class MatrixOptimizer(GradkitOptimizer):
             return {"step": torch.tensor(0, dtype=torch.int64)}
         return super()._init_state(param, group)
 
-    def _update(
-        self,
-        group: dict[str, Any],
-        params: list[torch.Tensor],
-        grads: list[torch.Tensor],
-        state: dict[str, list[torch.Tensor]],
-        steps: list[int],
-        impl: str,
-    ) -> None:
-        if group["use_matrix_update"]:
-            self._matrix_update(group, params, grads, state, impl)
-            return
-        beta1, beta2 = group["betas"]
-        adamw(
-            params,
-            grads,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            steps,
-            lr=group["lr"],
-            beta1=float(beta1),
-            beta2=float(beta2),
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-            impl=impl,
-        )
+    def _kernel_for(self, group: Mapping[str, Any]) -> Kernel:
+        return self._kernel if group["use_matrix_update"] else ADAMW
 
-    def _matrix_update(
-        self,
-        group: dict[str, Any],
-        params: list[torch.Tensor],
-        grads: list[torch.Tensor],
-        state: dict[str, list[torch.Tensor]],
-        impl: str,
-    ) -> None:
-        """Apply the matrix rule to ``params`` (all ≥2-D) with ``_matrix_fn``."""
-        names = ("lr", "weight_decay", "eps", "maximize", *self._matrix_options)
-        type(self)._matrix_fn(
-            params,
-            grads,
-            *[state[name] for name in self._matrix_state_names],
-            **{name: group[name] for name in names},
-            impl=impl,
+    def _kernel_args(self, group: Mapping[str, Any], steps: list[int], impl: str) -> KernelArgs:
+        if not group["use_matrix_update"]:
+            return adamw_args(group, steps)
+        hyper = ("lr", "weight_decay", *self._matrix_hyper)
+        return KernelArgs(
+            hyper={name: group[name] for name in hyper},
+            static={name: group[name] for name in ("eps", *self._matrix_options)},
         )

@@ -62,6 +62,12 @@ def matrix_param_groups(
 ) -> list[dict[str, Any]]:
     """Split parameters into a matrix group and an AdamW group (see the module docstring).
 
+    The policy of the matrix optimizers' papers (SWAN arXiv:2412.13148, SinkGD arXiv:2502.06742,
+    ARO arXiv:2602.09006) and of the reference implementations Keller Jordan's
+    ``MuonWithAuxAdam`` (flag ``use_muon``) and microsoft/dion: hidden ≥2-D weights get the
+    matrix rule; embeddings, the output head and params with fewer than 2 dims get AdamW. Deviation: none in
+    routing; the flag is named ``use_matrix_update``.
+
     Args:
         model: a module, or an iterable of parameters or of param-group dicts.
         head: the output head to route to AdamW: ``"auto"`` (the last ``nn.Linear``), ``None``
@@ -78,6 +84,13 @@ def matrix_param_groups(
     Raises:
         TypeError: if ``model`` is a single tensor or a selector has an unsupported type.
         ValueError: if a named ``head``/``exclude`` entry matches nothing in ``model``.
+
+    Example:
+        >>> import torch
+        >>> from gradkit.optim import matrix_param_groups
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+        >>> [len(g["params"]) for g in matrix_param_groups(model)]  # hidden weight | the rest
+        [1, 3]
     """
     matrix_extra = dict(matrix_options or {})
     adamw_extra = dict(adamw_options or {})

@@ -1,50 +1,14 @@
 r"""Radial projection of an update for scale-invariant weights (AdamP / SGDP).
 
-Heo, Chun, Oh, Han, Yun, Kim, Uh, Ha. *AdamP: Slowing Down the Slowdown for Momentum
-Optimizers on Scale-invariant Weights.* ICLR 2021. arXiv:2006.08217. Reference code:
-``clovaai/AdamP`` (``adamp==0.3.0``), methods ``_cosine_similarity`` and ``_projection``.
+:func:`radial_projection` states the math. Three evaluation strategies give the same decisions
+(the tests check the first two against the reference bit for bit, the third up to rounding):
 
-For a weight :math:`W` (``ndim >= 2``) with raw gradient :math:`G` and update :math:`U` (the
-Adam direction or the SGD momentum), two views are tried in order, and the first that fires
-wins:
-
-* **channel view**: reshape to :math:`(r, n) = (W\text{.shape}[0], \text{numel}/r)`, one row per
-  output channel / neuron;
-* **layer view**: reshape to :math:`(1, \text{numel})`.
-
-In a view with rows :math:`W_i, G_i, U_i \in \mathbb{R}^n` the **scale-invariance test** is
-
-.. math::
-
-    c_i = \left| \left\langle \frac{G_i}{\max(\lVert G_i\rVert, \epsilon)},
-          \frac{W_i}{\max(\lVert W_i\rVert, \epsilon)} \right\rangle \right|, \qquad
-    \text{fires} \iff \max_i c_i < \frac{\delta}{\sqrt{n}}
-
-(:math:`c_i` is ``F.cosine_similarity(G, W, dim=1, eps=eps).abs()``, with torch's
-normalise-first op order). When it fires the radial component of every row is removed,
-
-.. math::
-
-    \hat W_i = \frac{W_i}{\lVert W_i\rVert + \epsilon}, \qquad
-    U_i \leftarrow U_i - \hat W_i \langle \hat W_i, U_i\rangle,
-
-and the weight-decay ratio ``wd_ratio`` is returned; otherwise :math:`U` is returned unchanged
-with ratio 1. The test uses the **raw gradient**, the projection acts on the **update**. Tensors
-with ``ndim <= 1`` or no elements are never projected (ratio 1).
-
-Implementation notes (deviations from the reference, none of which changes a value):
-
-* ``reshape`` instead of ``view``, so non-contiguous weights work (the reference raises);
-* zero-size weights are passed through (the reference raises on ``view(0, -1)``);
-* the inputs are not modified (the reference subtracts in place from ``update``).
-
-Two evaluation strategies, built from the same helpers and giving the same values (the tests
-check both against the reference bit for bit):
-
-* **branch-free** (inside ``torch.compile`` and on accelerators): both views are tested, the
+* **single pass** (inside ``torch.compile``): the four per-row sums both views need, computed
+  in one read of the inputs, then the projection (:func:`_single_pass`).
+* **branch-free** (eagerly on accelerators): both views are tested, the
   view and the "fired" flag are selected with ``torch.where`` on 0-d booleans and small
   ``(rows, 1)`` tensors, and the projection is arithmetic that reduces to the identity when
-  nothing fires. No host synchronisation, one graph for the fused optimizers.
+  nothing fires. No host synchronisation.
 * **branching** (eager on CPU, where reading a flag is free): the reference's control flow,
   testing the layer view only when the channel view did not fire and skipping the projection
   when neither fires; about 1.5× cheaper than computing everything.
@@ -56,6 +20,7 @@ import math
 from collections.abc import Callable
 
 import torch
+from torch import Tensor
 
 __all__ = ["is_scale_invariant", "radial_projection"]
 
@@ -96,10 +61,24 @@ def _projectable(param: torch.Tensor) -> bool:
 def is_scale_invariant(
     param: torch.Tensor, grad: torch.Tensor, *, delta: Scalar, eps: Scalar
 ) -> torch.Tensor:
-    """Whether AdamP's scale-invariance test fires on ``(param, grad)`` in either view.
+    r"""Whether AdamP's scale-invariance test fires on ``(param, grad)`` in either view.
 
-    Returns a 0-d bool tensor (``False`` for tensors with ``ndim <= 1`` or no elements). Useful
-    for diagnostics such as the fraction of steps on which a layer is projected.
+    The test of :func:`radial_projection` (Heo et al., *AdamP*, ICLR 2021, arXiv:2006.08217;
+    reference: ``clovaai/AdamP``'s ``_cosine_similarity`` and ``_projection``): in the channel
+    view (one row per output channel, :math:`n` = numel / rows) or the layer view (one row),
+    :math:`\max_i |\cos(G_i, W_i)| < \delta/\sqrt{n}`, the cosine with norms clamped below at
+    :math:`\epsilon`. Deviation: none in value; ``reshape`` is used, so non-contiguous weights
+    work where the reference raises.
+
+    Args:
+        param: the weight :math:`W`.
+        grad: its raw gradient :math:`G`.
+        delta: threshold coefficient δ.
+        eps: ε of the cosine similarity.
+
+    Returns:
+        A 0-d bool tensor (``False`` for tensors with ``ndim <= 1`` or no elements). Useful for
+        diagnostics such as the fraction of steps on which a layer is projected.
 
     Example:
         >>> import torch
@@ -128,7 +107,47 @@ def radial_projection(
 ) -> tuple[torch.Tensor, Scalar]:
     r"""Remove the radial component of ``update`` when ``param`` looks scale invariant.
 
-    See the module docstring for the math. Pure: no input is modified.
+    Paper: Heo, Chun, Oh, Han, Yun, Kim, Uh, Ha. *AdamP: Slowing Down the Slowdown for Momentum
+    Optimizers on Scale-invariant Weights.* ICLR 2021, arXiv:2006.08217.
+
+    Reference implementation: ``clovaai/AdamP`` (``adamp==0.3.0``), methods ``_cosine_similarity``
+    and ``_projection``; the tests compare this function with them bit for bit.
+
+    For a weight :math:`W` (``ndim >= 2``) with raw gradient :math:`G` and update :math:`U` (the
+    Adam direction or the SGD momentum), two views are tried in order, and the first that fires
+    wins:
+
+    * **channel view**: reshape to :math:`(r, n) = (W\text{.shape}[0], \text{numel}/r)`, one row per
+      output channel / neuron;
+    * **layer view**: reshape to :math:`(1, \text{numel})`.
+
+    In a view with rows :math:`W_i, G_i, U_i \in \mathbb{R}^n` the **scale-invariance test** is
+
+    .. math::
+
+        c_i = \left| \left\langle \frac{G_i}{\max(\lVert G_i\rVert, \epsilon)},
+              \frac{W_i}{\max(\lVert W_i\rVert, \epsilon)} \right\rangle \right|, \qquad
+        \text{fires} \iff \max_i c_i < \frac{\delta}{\sqrt{n}}
+
+    (:math:`c_i` is ``F.cosine_similarity(G, W, dim=1, eps=eps).abs()``, with torch's
+    normalise-first op order). When it fires the radial component of every row is removed,
+
+    .. math::
+
+        \hat W_i = \frac{W_i}{\lVert W_i\rVert + \epsilon}, \qquad
+        U_i \leftarrow U_i - \hat W_i \langle \hat W_i, U_i\rangle,
+
+    and the weight-decay ratio ``wd_ratio`` is returned; otherwise :math:`U` is returned unchanged
+    with ratio 1. The test uses the **raw gradient**, the projection acts on the **update**. Tensors
+    with ``ndim <= 1`` or no elements are never projected (ratio 1).
+
+    Implementation notes (deviations from the reference, none of which changes a value):
+
+    * ``reshape`` instead of ``view``, so non-contiguous weights work (the reference raises);
+    * zero-size weights are passed through (the reference raises on ``view(0, -1)``);
+    * the inputs are not modified (the reference subtracts in place from ``update``).
+
+    The function is pure: no input is modified.
 
     Args:
         param: the weight :math:`W`.
@@ -179,6 +198,14 @@ def _remove_radial(
     return (update_rows - unit * radial).reshape(update.shape)
 
 
+def _ratio(fired: Tensor, wd_ratio: Scalar) -> Tensor:
+    """``wd_ratio`` where ``fired``, else 1, as a 0-d tensor (float64, or ``wd_ratio``'s dtype);
+    exact, since ``fired`` is 0 or 1."""
+    dtype = wd_ratio.dtype if isinstance(wd_ratio, torch.Tensor) else torch.float64
+    on = fired.to(dtype)
+    return on * wd_ratio + (1.0 - on)
+
+
 def _row_sums(products: torch.Tensor) -> torch.Tensor:
     return products.sum(dim=1, keepdim=True)
 
@@ -212,42 +239,28 @@ class _Screen:
         return bool(cosine.abs().max() > threshold + margin)
 
 
-def _branching(
-    param: torch.Tensor,
-    grad: torch.Tensor,
-    update: torch.Tensor,
-    *,
-    delta: Scalar,
-    wd_ratio: Scalar,
-    eps: Scalar,
-) -> tuple[torch.Tensor, Scalar]:
+def _branching(param: Tensor, grad: Tensor, update: Tensor, **h: Scalar) -> tuple[Tensor, Scalar]:
     """The reference's control flow (reads the 0-d test results on the host).
 
     A view whose cheap cosine bound (:func:`_surely_not_fired`) rules firing out is skipped
     without the exact, allocation-heavy test; every decision that is taken is the exact one.
     """
-    rows = param.shape[0]
+    delta, eps, rows = h["delta"], h["eps"], param.shape[0]
     screen = _Screen(param, grad)
     for view_rows in (rows, 1) if rows > 1 else (1,):
         if screen.surely_not_fired(view_rows, delta, eps):
             continue
         fired, norm = _view_test(param, grad, view_rows, delta, eps)
         if bool(fired):
-            return _remove_radial(param, update, view_rows, norm + eps, _row_sums), wd_ratio
+            return _remove_radial(param, update, view_rows, norm + eps, _row_sums), h["wd_ratio"]
     return update, 1.0
 
 
 def _branch_free(
-    param: torch.Tensor,
-    grad: torch.Tensor,
-    update: torch.Tensor,
-    *,
-    delta: Scalar,
-    wd_ratio: Scalar,
-    eps: Scalar,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    param: Tensor, grad: Tensor, update: Tensor, **h: Scalar
+) -> tuple[Tensor, torch.Tensor]:
     """Both views, selected with ``torch.where`` on 0-d booleans (no host synchronisation)."""
-    rows = param.shape[0]
+    delta, eps, rows = h["delta"], h["eps"], param.shape[0]
     fired, norm = _view_test(param, grad, rows, delta, eps)
     if rows > 1:  # (with one row the channel view is the layer view)
         channel = fired
@@ -265,23 +278,12 @@ def _branch_free(
             radial = torch.where(channel, radial, _row_sums(products.reshape(1, -1)))
         return torch.where(fired, radial, torch.zeros_like(radial))
 
-    result = _remove_radial(param, update, rows, divisor, coefficient)
-    dtype = wd_ratio.dtype if isinstance(wd_ratio, torch.Tensor) else torch.float64
-    on = fired.to(dtype)
-    # Exact: on ∈ {0, 1}, so this is wd_ratio or 1 with no rounding.
-    ratio = on * wd_ratio + (1.0 - on)
-    return result, ratio
+    return _remove_radial(param, update, rows, divisor, coefficient), _ratio(fired, h["wd_ratio"])
 
 
 def _single_pass(
-    param: torch.Tensor,
-    grad: torch.Tensor,
-    update: torch.Tensor,
-    *,
-    delta: Scalar,
-    wd_ratio: Scalar,
-    eps: Scalar,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    param: Tensor, grad: Tensor, update: Tensor, **h: Scalar
+) -> tuple[Tensor, torch.Tensor]:
     """Branch-free, from per-row sums only (used inside ``torch.compile``).
 
     Everything both views need is four row reductions, ``ΣW², ΣG², ΣGW, ΣWU``, that Inductor
@@ -290,7 +292,7 @@ def _single_pass(
     ``U − W·ΣWU/(‖W‖+ε)²`` (equal to ``U − Ŵ⟨Ŵ, U⟩``). The values agree with the other
     strategies up to rounding; the fused optimizers' tests compare them with the for-loop.
     """
-    rows = param.shape[0]
+    delta, eps, rows = h["delta"], h["eps"], param.shape[0]
     w, g, u = param.reshape(rows, -1), grad.reshape(rows, -1), update.reshape(rows, -1)
     ww, gg = (w * w).sum(1, keepdim=True), (g * g).sum(1, keepdim=True)
     gw, wu = (g * w).sum(1, keepdim=True), (w * u).sum(1, keepdim=True)
@@ -304,7 +306,4 @@ def _single_pass(
     radial_layer = wu.sum() / (w_norm_all + eps) ** 2
     zero = torch.zeros_like(radial_channel)
     radial = torch.where(channel, radial_channel, torch.where(layer, radial_layer, zero))
-    fired = channel | layer
-    dtype = wd_ratio.dtype if isinstance(wd_ratio, torch.Tensor) else torch.float64
-    on = fired.to(dtype)
-    return (u - w * radial).reshape(param.shape), on * wd_ratio + (1.0 - on)
+    return (u - w * radial).reshape(param.shape), _ratio(channel | layer, h["wd_ratio"])
