@@ -340,11 +340,3 @@ class SGDP(GradkitOptimizer):
                 "decay": group["weight_decay"] != 0,
             },
         )
-
-
-def registry_specs() -> list[Any]:
-    """The registry entries of this module: ``adamp`` and ``sgdp`` (see :mod:`gradkit.registry`;
-    they live in :mod:`._adamp_specs`)."""
-    from gradkit.optim._adamp_specs import registry_specs as specs
-
-    return specs()

@@ -445,11 +445,3 @@ class SophiaH(_Sophia):
 
     def _kernel_args(self, group: Mapping[str, Any], steps: list[int], impl: str) -> KernelArgs:
         return _sophia_args(group, scale=float(group["gamma"]), eps=float(group["eps"]), guard=True)
-
-
-def registry_specs() -> list[Any]:
-    """The registry entries of :class:`SophiaG` and :class:`SophiaH` (in :mod:`._sophia_refresh`,
-    beside the curvature-refresh hooks they use)."""
-    from gradkit.optim._sophia_refresh import registry_specs as specs
-
-    return specs()

@@ -7,14 +7,22 @@ from gradkit._specs import OptimizerSpec
 
 def builtin_specs() -> list[OptimizerSpec]:
     """Registry entries of the optimizers that ship with gradkit, in display order."""
-    from gradkit.optim import _adabelief, _adamp, _aro, _diffgrad, _sinkgd, _sophia, _swan
+    from gradkit.optim import (
+        _adabelief,
+        _adamp_specs,
+        _aro,
+        _diffgrad,
+        _sinkgd,
+        _sophia_refresh,
+        _swan,
+    )
 
     return [
         _diffgrad.registry_spec(),
         _adabelief.registry_spec(),
-        *_adamp.registry_specs(),
+        *_adamp_specs.registry_specs(),
         _swan.registry_spec(),
         _sinkgd.registry_spec(),
         _aro.registry_spec(),
-        *_sophia.registry_specs(),
+        *_sophia_refresh.registry_specs(),
     ]
