@@ -82,6 +82,7 @@ import math
 from typing import Any, ClassVar
 
 import torch
+from torch.optim.optimizer import required
 
 from gradkit import _validation as check
 from gradkit.optim._base import GradkitOptimizer, ParamsT
@@ -570,6 +571,7 @@ class AdamP(GradkitOptimizer):
     """
 
     _state_names: ClassVar[tuple[str, ...]] = ("exp_avg", "exp_avg_sq")
+    _nonnegative_state = frozenset({"exp_avg_sq"})
     _validators: ClassVar[dict[str, check.Check]] = {
         "lr": check.nonnegative,
         "betas": check.betas,
@@ -694,7 +696,7 @@ class SGDP(GradkitOptimizer):
     def __init__(
         self,
         params: ParamsT,
-        lr: float | torch.Tensor,
+        lr: float | torch.Tensor = required,  # type: ignore[assignment]  # or in every group
         momentum: float = 0.0,
         dampening: float = 0.0,
         weight_decay: float = 0.0,

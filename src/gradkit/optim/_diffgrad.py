@@ -286,6 +286,7 @@ class DiffGrad(GradkitOptimizer):
     """
 
     _state_names = ("exp_avg", "exp_avg_sq", "previous_grad")
+    _nonnegative_state = frozenset({"exp_avg_sq"})
     _validators = {
         "lr": check.nonnegative,
         "betas": check.betas,

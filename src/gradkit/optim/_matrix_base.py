@@ -63,6 +63,8 @@ class MatrixOptimizer(GradkitOptimizer):
 
     #: State tensors of matrix-group params (empty for stateless methods).
     _matrix_state_names: ClassVar[tuple[str, ...]] = ()
+    #: The AdamW group's second moment (a matrix rule's own state has no sign constraint).
+    _nonnegative_state = frozenset({"exp_avg_sq"})
     #: The functional matrix update, ``fn(params, grads, *state_lists, lr=, weight_decay=, eps=,
     #: maximize=, impl=, **options)``; the state lists follow ``_matrix_state_names``.
     _matrix_fn: ClassVar[Callable[..., None]]

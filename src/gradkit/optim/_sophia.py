@@ -399,6 +399,7 @@ class SophiaG(_Sophia):
     """
 
     _square_estimate = True
+    _nonnegative_state = frozenset({"hessian"})  # an EMA of squared sampled gradients
     _validators = {
         "lr": check.nonnegative,
         "betas": check.betas,
