@@ -267,3 +267,17 @@ def test_sgdp_accepts_lr_given_only_in_the_param_groups():
     assert not torch.equal(ps[0], before)
     with pytest.raises(ValueError, match=r"SGDP: param group 0 did not specify .* 'lr'"):
         SGDP([{"params": [torch.nn.Parameter(torch.randn(2))]}])
+
+
+# ---------------------------------------------------------------- meta-device params
+@pytest.mark.parametrize("name", optimizer_names())
+def test_meta_device_params_step_like_torch(name):
+    # torch.optim steps meta params (shape-only); gradkit raised "Tensor.item() cannot be
+    # called on meta tensors" from its finiteness check.
+    spec = get_optimizer(name)
+    w = torch.nn.Parameter(torch.empty(3, 2, device="meta"))
+    groups = spec.param_groups_fn([w]) if spec.param_groups_fn else [w]
+    opt = spec.cls(groups, lr=0.1)
+    w.grad = torch.empty(3, 2, device="meta")
+    opt.step()
+    assert w.device.type == "meta"

@@ -253,7 +253,8 @@ class GradkitOptimizer(torch.optim.Optimizer):
 
     def _finite(self, group_index: int, group: dict[str, Any], grads: list[torch.Tensor]) -> bool:
         """Whether all ``grads`` are finite; raises under the ``"raise"`` policy."""
-        grads = [grad for grad in grads if grad.numel()]
+        # meta tensors have no values to check (a model being traced or sized); empty ones none
+        grads = [grad for grad in grads if grad.numel() and grad.device.type != "meta"]
         if group["nonfinite"] == "ignore" or not grads:
             return True
         if all(self._all_finite(tensors) for tensors in self._by_device_and_dtype(grads)):
