@@ -281,3 +281,18 @@ def test_meta_device_params_step_like_torch(name):
     w.grad = torch.empty(3, 2, device="meta")
     opt.step()
     assert w.device.type == "meta"
+
+
+# ---------------------------------------------------------------- CoordinateClip on complex
+def test_coordinate_clip_refuses_complex_params_before_stepping():
+    from gradkit.transforms import CoordinateClip, coordinate_clip
+
+    w = torch.nn.Parameter(torch.randn(3, dtype=torch.complex64))
+    opt = CoordinateClip(torch.optim.SGD([w], lr=0.1), threshold=0.01)
+    w.grad = torch.randn(3, dtype=torch.complex64)
+    before = w.detach().clone()
+    with pytest.raises(TypeError, match=r"param 0 is torch\.complex64.*view_as_real"):
+        opt.step()
+    assert torch.equal(w.detach(), before)
+    with pytest.raises(TypeError, match=r"tensor 0 is torch\.complex64"):
+        coordinate_clip([torch.ones(2, dtype=torch.complex64)], threshold=1.0)
