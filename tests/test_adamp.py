@@ -666,8 +666,8 @@ def test_sgdp_projects_its_momentum_buffer_like_the_reference() -> None:
 
 def test_sgdp_requires_lr_and_validates() -> None:
     w = torch.zeros(2, 3, requires_grad=True)
-    with pytest.raises(TypeError, match="lr"):
-        SGDP([w])  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="required hyper-parameter 'lr'"):
+        SGDP([w])
     SGDP([w], lr=0.1, nesterov=True)  # momentum = 0 with nesterov: accepted, as in the reference
     SGDP([w], lr=0.1, momentum=0.9, dampening=0.5, nesterov=True)
     with pytest.raises(ValueError, match=r"Invalid momentum: 1\.0"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from itertools import chain
 from typing import Any, NamedTuple
 
 import torch
@@ -294,6 +293,7 @@ class AdaBelief(GradkitOptimizer):
     """
 
     _state_names = ("exp_avg", "exp_avg_var")
+    _nonnegative_state = frozenset({"exp_avg_var", "max_exp_avg_var"})
     _kernel = ADABELIEF_KERNEL
     paper = "Zhuang et al., AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed Gradients, NeurIPS 2020 (arXiv:2010.07468)"
 
@@ -323,28 +323,12 @@ class AdaBelief(GradkitOptimizer):
                     )
         return super()._init_state(param, group)
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a checkpoint; the ``float32`` state of ``float16`` params stays ``float32``
+    def _state_dtype(self, param: torch.Tensor, group: Any, name: str) -> torch.dtype:
+        """The ``float32`` state of ``float16`` params stays ``float32`` through a checkpoint
         (``torch.optim`` would cast it to the param's dtype)."""
-        saved_ids = chain.from_iterable(g["params"] for g in state_dict["param_groups"])
-        params = chain.from_iterable(g["params"] for g in self.param_groups)
-        kept: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
-        for saved_id, param in zip(saved_ids, params, strict=False):  # torch checks the lengths
-            saved = state_dict["state"].get(saved_id)
-            if param.dtype in _UPCAST_DTYPES and saved is not None:
-                kept[param] = {
-                    name: value
-                    for name, value in saved.items()
-                    if name != "step"
-                    and isinstance(value, torch.Tensor)
-                    and value.is_floating_point()
-                }
-        super().load_state_dict(state_dict)
-        for param, values in kept.items():
-            for name, value in values.items():
-                self.state[param][name] = value.detach().to(
-                    device=param.device, dtype=torch.float32, copy=True
-                )
+        if param.dtype in _UPCAST_DTYPES:
+            return torch.float32
+        return super()._state_dtype(param, group, name)
 
     def _kernel_args(self, group: Mapping[str, Any], steps: list[int], impl: str) -> KernelArgs:
         hyper = adam_hyper(group)

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+from torch.optim.optimizer import required
 
 from gradkit import _validation as check
 from gradkit.optim._adamw import adam_moments
@@ -221,6 +222,7 @@ class AdamP(GradkitOptimizer):
 
     _kernel = ADAMP_KERNEL
     _state_names: ClassVar[tuple[str, ...]] = ("exp_avg", "exp_avg_sq")
+    _nonnegative_state = frozenset({"exp_avg_sq"})
     _validators = _PROJECTION_VALIDATORS
 
     def __init__(
@@ -318,7 +320,7 @@ class SGDP(GradkitOptimizer):
     }
 
     def __init__(
-        self, params: ParamsT, lr: float | torch.Tensor, momentum: float = 0.0,
+        self, params: ParamsT, lr: float | torch.Tensor = required, momentum: float = 0.0,  # type: ignore[assignment]
         dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
         eps: float = 1e-8, delta: float = 0.1, wd_ratio: float = 0.1,
         *, project_buffer: bool = True, maximize: bool = False, foreach: bool | None = None,

@@ -243,23 +243,22 @@ class ARO(MatrixOptimizer):
     ) -> None:  # fmt: skip
         super().__init__(params, hyperparams(locals()))
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a checkpoint, keeping each rotation in float32 (float64 for float64 params).
+    def _state_shape(
+        self, param: torch.Tensor, group: Mapping[str, Any], name: str
+    ) -> tuple[int, ...] | None:
+        if name != "rotation" or not group["use_matrix_update"]:
+            return super()._state_shape(param, group, name)
+        rows = param.shape[0]
+        cols = param.numel() // rows if rows else 0
+        size = cols if _transposed(group["rotate"], rows, cols) else rows
+        return (size, size)
 
-        ``torch.optim.Optimizer.load_state_dict`` casts floating state to the param's dtype,
-        which would turn the rotation of a bf16/fp16 param into bf16/fp16."""
-        rotations = {}
-        for group_index, group in enumerate(state_dict["param_groups"]):
-            for position, key in enumerate(group["params"]):
-                entry = state_dict["state"].get(key, {})
-                if "rotation" in entry:
-                    rotations[group_index, position] = entry["rotation"]
-        super().load_state_dict(state_dict)
-        for (group_index, position), rotation in rotations.items():
-            param = self.param_groups[group_index]["params"][position]
-            self.state[param]["rotation"] = rotation.to(
-                device=param.device, dtype=compute_dtype(param.dtype)
-            )
+    def _state_dtype(self, param: torch.Tensor, group: Mapping[str, Any], name: str) -> torch.dtype:
+        """Rotations stay in float32 (float64 for float64 params) through a checkpoint:
+        ``torch.optim.Optimizer.load_state_dict`` would cast them to a bf16/fp16 param's dtype."""
+        if name == "rotation" and group["use_matrix_update"]:
+            return compute_dtype(param.dtype)
+        return super()._state_dtype(param, group, name)
 
     def _init_state(self, param: torch.Tensor, group: Mapping[str, Any]) -> dict[str, Any]:
         if not group["use_matrix_update"]:

@@ -40,8 +40,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, cast
 
 import torch
+from torch.optim.optimizer import required
 
 from gradkit import _validation as check
+from gradkit.optim import _checkpoint as checkpoint
 from gradkit.optim._compile import Kernel, KernelArgs
 
 __all__ = ["GradkitOptimizer", "NonFiniteGradientError", "ParamsT", "hyperparams"]
@@ -107,6 +109,8 @@ class GradkitOptimizer(torch.optim.Optimizer):
     paper: ClassVar[str] = ""
     #: The method's per-tensor kernel (its math) with its drivers.
     _kernel: ClassVar[Kernel]
+    #: State tensors whose entries must be ``>= 0`` (checked when a checkpoint is loaded).
+    _nonnegative_state: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, params: ParamsT, defaults: dict[str, Any]) -> None:
         if isinstance(params, torch.Tensor):
@@ -118,14 +122,22 @@ class GradkitOptimizer(torch.optim.Optimizer):
         super().__init__(params, defaults)
 
     # ------------------------------------------------------------------ groups and validation
-    def _validate_group(self, group: Mapping[str, Any]) -> None:
+    def _validate_group(self, group: Mapping[str, Any], where: str = "") -> None:
         validators = {**COMMON_VALIDATORS, **self._validators}
         for name, value in group.items():
             validate = validators.get(name)
             if validate is None and name in _bool_hyperparams(type(self).__init__):
                 validate = check.boolean
-            if validate is not None:
+            if validate is None:
+                continue
+            if where and isinstance(value, torch.Tensor) and value.device.type != "cpu":
+                continue  # at step time, reading an accelerator tensor would sync
+            try:
                 validate(name, value)
+            except (TypeError, ValueError) as error:
+                if not where:
+                    raise
+                raise type(error)(f"{type(self).__name__} {where}: {error}") from None
         if group.get("fused") and group.get("foreach"):
             raise ValueError("Invalid fused/foreach: `fused` and `foreach` cannot both be True")
 
@@ -133,6 +145,13 @@ class GradkitOptimizer(torch.optim.Optimizer):
         if not isinstance(param_group, dict):
             raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
         merged = {**self.defaults, **param_group}
+        for name, value in merged.items():
+            if value is required:
+                raise ValueError(
+                    f"{type(self).__name__}: param group {len(self.param_groups)} did not specify "
+                    f"a value of the required hyper-parameter {name!r} (give it to the "
+                    "constructor or in every param group)"
+                )
         self._validate_group(merged)
         params = param_group["params"]
         tensors = [params] if isinstance(params, torch.Tensor) else list(params)
@@ -150,6 +169,10 @@ class GradkitOptimizer(torch.optim.Optimizer):
         super().add_param_group(param_group)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        loading = self.__dict__.get("_gradkit_loading")
+        if loading is not None:  # inside load_state_dict: check before anything is replaced
+            strict, captured = loading
+            self._prepare_loaded(state, strict, captured.get("state_dict"))
         had_differentiable = "differentiable" in self.__dict__.get("defaults", {})
         super().__setstate__(state)
         if not had_differentiable:
@@ -159,27 +182,93 @@ class GradkitOptimizer(torch.optim.Optimizer):
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a checkpoint. Hyper-parameters missing from an older checkpoint take their
-        current defaults; a float ``step`` (torch's convention) is converted to ``int64``."""
+    def state_dict(self) -> dict[str, Any]:
+        """torch's state dict, plus ``"gradkit": {"optimizer": class name, "format": 1}`` so that
+        :meth:`load_state_dict` can refuse a checkpoint of another optimizer."""
+        state_dict = super().state_dict()
+        state_dict[checkpoint.MARKER_KEY] = {
+            "optimizer": type(self).__name__,
+            "format": checkpoint.FORMAT,
+        }
+        return state_dict
+
+    def load_state_dict(self, state_dict: dict[str, Any], *, strict: bool = True) -> None:
+        """Load a checkpoint, validating it first (see :mod:`gradkit.optim._checkpoint`).
+
+        Hyper-parameters missing from an older checkpoint take their current defaults; a float
+        ``step`` (torch's convention) is converted to ``int64``. The state is checked before
+        anything is replaced: a checkpoint of another optimizer class, unknown or missing state
+        keys, wrong shapes, non-finite values or values outside their domain raise a
+        ``ValueError``/``TypeError`` naming the param and the key, and the optimizer is left as
+        it was. Load-state-dict post-hooks run after these fix-ups.
+
+        Args:
+            state_dict: the output of :meth:`state_dict` (``torch.load`` of a checkpoint).
+            strict: refuse checkpoints of another class and unknown or missing state keys
+                (default). ``strict=False`` drops unknown keys and re-initialises missing ones,
+                with a warning; values are validated either way.
+        """
+        checkpoint.check_marker(self, state_dict, strict)
+        captured: dict[str, Any] = {}
+
+        def capture(optimizer: Any, final: dict[str, Any]) -> None:
+            captured["state_dict"] = final  # after the user's pre-hooks, before torch's casts
+
         defaults = dict(self.defaults)
-        super().load_state_dict(state_dict)
+        handle = self.register_load_state_dict_pre_hook(capture)
+        self.__dict__["_gradkit_loading"] = (strict, captured)
+        try:
+            super().load_state_dict(state_dict)
+        finally:
+            handle.remove()
+            self.__dict__.pop("_gradkit_loading", None)
         self.defaults = defaults  # torch's __setstate__ adds `differentiable`, which we lack
-        for group in self.param_groups:
+
+    def _prepare_loaded(self, state: dict[str, Any], strict: bool, raw: Any) -> None:
+        """Validate and fix up what torch's ``load_state_dict`` is about to install."""
+        name = type(self).__name__
+        saved_groups = raw["param_groups"] if isinstance(raw, Mapping) else None
+        saved_state = raw["state"] if isinstance(raw, Mapping) else {}
+        for group_index, group in enumerate(state["param_groups"]):
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
             self._validate_group(group)
-        for param_state in self.state.values():
-            step = param_state.get("step")
-            if isinstance(step, torch.Tensor) and step.dtype != torch.int64:
-                param_state["step"] = step.detach().to(dtype=torch.int64)
-            elif isinstance(step, int | float):
-                param_state["step"] = torch.tensor(int(step), dtype=torch.int64)
+            saved_ids = saved_groups[group_index]["params"] if saved_groups else []
+            for position, param in enumerate(group["params"]):
+                param_state = state["state"].get(param)
+                if param_state is None:
+                    continue
+                where = f"{name}.load_state_dict: param {position} of group {group_index}"
+                checkpoint.check_param_state(self, param, param_state, group, where, strict)
+                saved = saved_state.get(saved_ids[position], {}) if saved_ids else {}
+                for key, value in param_state.items():
+                    if key == "step":
+                        continue
+                    dtype = self._state_dtype(param, group, key)
+                    if value.dtype != dtype:
+                        source = saved.get(key, value) if isinstance(saved, Mapping) else value
+                        param_state[key] = source.detach().to(
+                            device=param.device, dtype=dtype, copy=True
+                        )
 
     # ------------------------------------------------------------------ state
     def _state_names_for(self, group: Mapping[str, Any]) -> tuple[str, ...]:
         """State tensors a param of ``group`` needs (override when it depends on a flag)."""
         return self._state_names
+
+    def _extra_state_names_for(self, group: Mapping[str, Any]) -> tuple[str, ...]:
+        """Optional state tensors a param of ``group`` may have besides the required ones."""
+        return ()
+
+    def _state_shape(
+        self, param: torch.Tensor, group: Mapping[str, Any], name: str
+    ) -> tuple[int, ...] | None:
+        """The shape state tensor ``name`` must have (``None``: not checked)."""
+        return tuple(param.shape)
+
+    def _state_dtype(self, param: torch.Tensor, group: Mapping[str, Any], name: str) -> torch.dtype:
+        """The dtype state tensor ``name`` is kept in (torch's default: the param's)."""
+        return param.dtype
 
     def _init_state(self, param: torch.Tensor, group: Mapping[str, Any]) -> dict[str, Any]:
         state = self.state[param]
@@ -211,7 +300,8 @@ class GradkitOptimizer(torch.optim.Optimizer):
 
     def _finite(self, group_index: int, group: dict[str, Any], grads: list[torch.Tensor]) -> bool:
         """Whether all ``grads`` are finite; raises under the ``"raise"`` policy."""
-        grads = [grad for grad in grads if grad.numel()]
+        # meta tensors have no values to check (a model being traced or sized); empty ones none
+        grads = [grad for grad in grads if grad.numel() and grad.device.type != "meta"]
         if group["nonfinite"] == "ignore" or not grads:
             return True
         if all(self._all_finite(tensors) for tensors in self._by_device_and_dtype(grads)):
@@ -224,11 +314,30 @@ class GradkitOptimizer(torch.optim.Optimizer):
                 kind = "NaN" if bool(torch.isnan(grad).any()) else "inf"
                 raise NonFiniteGradientError(
                     f"{type(self).__name__}: the gradient of param {index} of group {group_index} "
-                    f"(shape {tuple(param.shape)}) contains {kind}; the step was not applied and "
-                    "params and state are unchanged. Pass nonfinite='skip' to skip such steps, or "
+                    f"(shape {tuple(param.shape)}) contains {kind}"
+                    f"{self._nonfinite_cause(param)}; this step was not applied and params and "
+                    "state were not changed by it. Pass nonfinite='skip' to skip such steps, or "
                     "nonfinite='ignore' to disable the check."
                 )
         raise AssertionError("unreachable: a non-finite norm without a non-finite gradient")
+
+    def _nonfinite_cause(self, param: torch.Tensor) -> str:
+        """What else is non-finite: the param itself or its state (a likely cause)."""
+        if not bool(torch.isfinite(param).all()):
+            return (
+                " because the param itself is already non-finite (an earlier update or a "
+                "loaded state made it so, not this gradient)"
+            )
+        bad = [
+            key
+            for key, value in self.state.get(param, {}).items()
+            if isinstance(value, torch.Tensor)
+            and value.is_floating_point()
+            and not bool(torch.isfinite(value).all())
+        ]
+        if bad:
+            return f" and the optimizer state {bad} of this param is non-finite too"
+        return ""
 
     @staticmethod
     def _by_device_and_dtype(tensors: list[torch.Tensor]) -> list[list[torch.Tensor]]:
@@ -274,6 +383,7 @@ class GradkitOptimizer(torch.optim.Optimizer):
 
         batches = []
         for group_index, group in enumerate(self.param_groups):
+            self._validate_group(group, where=f"param group {group_index}")  # may have changed
             params, grads = self._collect(group, group_index)
             if params:
                 batches.append((group_index, group, params, grads))

@@ -107,6 +107,7 @@ class DiffGrad(GradkitOptimizer):
     """
 
     _state_names = ("exp_avg", "exp_avg_sq", "previous_grad")
+    _nonnegative_state = frozenset({"exp_avg_sq"})
     _kernel = DIFFGRAD_KERNEL
     paper = "Dubey et al., diffGrad: An Optimization Method for Convolutional Neural Networks, IEEE TNNLS 2020 (arXiv:1909.11015)"
 

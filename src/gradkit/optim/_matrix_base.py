@@ -72,6 +72,8 @@ class MatrixOptimizer(GradkitOptimizer):
 
     #: State tensors of matrix-group params (empty for stateless methods).
     _matrix_state_names: ClassVar[tuple[str, ...]] = ()
+    #: The AdamW group's second moment (a matrix rule's own state has no sign constraint).
+    _nonnegative_state = frozenset({"exp_avg_sq"})
     #: Group keys passed to the matrix kernel as shared hyper-parameters besides ``lr`` and
     #: ``weight_decay`` (0-d tensors in the fused graph).
     _matrix_hyper: ClassVar[tuple[str, ...]] = ()

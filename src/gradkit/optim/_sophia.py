@@ -282,6 +282,7 @@ class SophiaG(_Sophia):
     """
 
     _square_estimate = True
+    _nonnegative_state = frozenset({"hessian"})  # an EMA of squared sampled gradients
     _validators = {"rho": check.nonnegative, "bs": check.positive}
 
     def __init__(

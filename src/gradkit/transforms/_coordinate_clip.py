@@ -169,6 +169,7 @@ def clip_thresholds(
     """
     _validate(threshold, fraction, scope)
     tensors = list(tensors)
+    _check_real(tensors, "tensor")
     factors = [1.0] * len(tensors) if scales is None else [float(s) for s in scales]
     if len(factors) != len(tensors):
         raise ValueError(f"got {len(factors)} scales for {len(tensors)} tensors")
@@ -195,6 +196,18 @@ def clip_thresholds(
     flat = torch.cat([(t.detach().abs().reshape(-1).to(dtype) / s) for t, s in live])
     tau = _kth_threshold(flat, fraction)
     return [zero_d(tau * s, t) for t, s in zip(tensors, factors, strict=True)]
+
+
+def _check_real(tensors: Sequence[torch.Tensor], what: str) -> None:
+    for index, tensor in enumerate(tensors):
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"{what} {index}: expected a torch.Tensor, got {type(tensor).__name__}")
+        if tensor.is_complex():
+            raise TypeError(
+                f"coordinate clipping needs real tensors: {what} {index} is {tensor.dtype} "
+                "(the sign of a complex number is not defined here); clip "
+                "torch.view_as_real(...) instead"
+            )
 
 
 def coordinate_clip(
@@ -383,6 +396,7 @@ class CoordinateClip(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         pairs = self._with_grads()
+        _check_real([p for _, p in pairs], "param")  # before the base optimizer moves anything
         if not pairs:
             self.optimizer.step()
             return loss
