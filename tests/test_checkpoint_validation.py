@@ -296,3 +296,18 @@ def test_coordinate_clip_refuses_complex_params_before_stepping():
     assert torch.equal(w.detach(), before)
     with pytest.raises(TypeError, match=r"tensor 0 is torch\.complex64"):
         coordinate_clip([torch.ones(2, dtype=torch.complex64)], threshold=1.0)
+
+
+# ---------------------------------------------------------------- fused=True is quiet
+@pytest.mark.compile
+def test_fused_first_step_prints_no_torch_deprecation_warnings():
+    import warnings
+
+    w = torch.nn.Parameter(torch.randn(4, 3))
+    opt = DiffGrad([w], fused=True)
+    w.grad = torch.randn(4, 3)
+    torch._dynamo.reset()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        opt.step()
+    assert not [str(c.message) for c in caught if issubclass(c.category, DeprecationWarning)]

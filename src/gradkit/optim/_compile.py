@@ -188,10 +188,14 @@ def compiled_step(
         if name in _FALLBACK:
             eager(*args, **kwargs)
             return
-        if compiled is None:
-            compiled = torch.compile(fn, dynamic=False, backend=backend, options=options)
         try:
-            compiled(*args, **kwargs)
+            with warnings.catch_warnings():
+                # torch's own deprecation notices while it compiles (torch.jit.script_method
+                # inside Inductor) say nothing to a gradkit user; compiling takes ~10-20 s once
+                warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.")
+                if compiled is None:
+                    compiled = torch.compile(fn, dynamic=False, backend=backend, options=options)
+                compiled(*args, **kwargs)
         except Exception as error:  # compiler missing or broken: fall back loudly
             if not _is_compiler_failure(error):
                 raise
