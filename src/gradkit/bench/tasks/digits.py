@@ -134,7 +134,7 @@ def epoch_batches(
             yield x[idx], y[idx]
 
 
-class DigitsCNNTask(Task):
+class DigitsCNNTask(Task[Method]):
     """Train :class:`SmallBNCNN` on digits; report train loss, test accuracy, ‖W‖ growth."""
 
     name = "digits_cnn"
