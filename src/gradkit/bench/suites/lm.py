@@ -51,7 +51,7 @@ from gradkit.bench.methods import BASELINES, Method, registry_methods, suite_opt
 from gradkit.bench.results import BenchResults, Verdict
 from gradkit.bench.suites.base import Suite
 from gradkit.bench.tasks.char_gpt import CharGPTTask, GPTConfig, LMSettings
-from gradkit.bench.verdicts import combine, not_run, verdict_less, verdict_not_worse
+from gradkit.bench.verdicts import combine, missing, not_run, verdict_less, verdict_not_worse
 
 __all__ = [
     "BASE_GRID",
@@ -248,11 +248,7 @@ def steps_to_target(eval_curve: Sequence[tuple[int, float | None]], target: floa
 
 
 def _missing(results: BenchResults, methods: Sequence[str]) -> list[str]:
-    have = set(results.settings.optimizers)
-    out = [f"optimizer {m}" for m in methods if m not in have]
-    if TASK not in results.settings.tasks:
-        out.append(f"task {TASK}")
-    return out
+    return missing(results, methods, [TASK])
 
 
 def loss_verdict(
