@@ -131,14 +131,9 @@ def build_multidigits(
 @functools.lru_cache(maxsize=2)
 def load_multidigits(smoke: bool = False, data_seed: int = 0) -> tuple[MultiDigits, MultiDigits]:
     """The fixed (train, test) MultiDigits sets (cached)."""
-    try:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the MultiDigits tasks need scikit-learn: pip install 'gradkit[bench]'"
-        ) from exc
-    x, y = load_digits(return_X_y=True)
+    from gradkit.bench.tasks.digits import sklearn_digits
+
+    x, y, train_test_split = sklearn_digits("the MultiDigits tasks need")
     images = (x / 16.0).reshape(-1, 8, 8).astype(np.float32)
     idx = np.arange(len(y))
     train_pool, test_pool = train_test_split(idx, test_size=0.25, random_state=0, stratify=y)
