@@ -18,19 +18,15 @@ import pytest
 import torch
 
 from gradkit.bench import BenchConfigError, BenchResults, get_suite, load_results, write_report
+from gradkit.bench.families import AggregatorMethod
 from gradkit.bench.results import Record, RunSettings, TaskInfo
 from gradkit.bench.suites.mtl import (
-    MTLResults,
     extreme_verdict,
     higher_verdict,
     mtl_verdicts,
     reach_verdict,
 )
-from gradkit.bench.tasks.mtl_common import (
-    available_aggregators,
-    mtl_method,
-    unavailable_aggregators,
-)
+from gradkit.bench.tasks.mtl_common import aggregator_methods, mtl_method
 from gradkit.bench.tasks.mtl_digits import _shift, build_multidigits, delta_m_pct
 from gradkit.bench.tasks.mtl_toy import (
     TOY_SETTINGS,
@@ -41,6 +37,7 @@ from gradkit.bench.tasks.mtl_toy import (
     toy_losses,
 )
 from gradkit.cli import main
+from gradkit.registry import AggregatorSpec
 
 # -- stand-ins for gradkit.mtl ------------------------------------------------------------------
 
@@ -92,14 +89,22 @@ def _mtl_backward(losses, shared_params, aggregator, *, task_params=None):  # ty
     return update
 
 
+def _standin_specs(**classes: type) -> dict[str, AggregatorSpec]:
+    return {
+        name: AggregatorSpec(name=name, cls=cls, paper="", summary=f"stand-in {name}")
+        for name, cls in classes.items()
+    }
+
+
 @pytest.fixture
 def standin_mtl(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
-    """A fake ``gradkit.mtl`` with Mean, Sum, PCGrad, MGDA and mtl_backward only."""
+    """A registry whose aggregator family holds stand-ins for Mean, Sum, PCGrad and MGDA only,
+    and a fake ``gradkit.mtl`` with the stand-in ``mtl_backward``."""
+    from gradkit import registry
+
+    specs = _standin_specs(mean=_Mean, sum=_Sum, pcgrad=_PCGrad, mgda=_MGDA)
+    monkeypatch.setitem(registry._REGISTRY, "aggregator", specs)
     module = types.ModuleType("gradkit.mtl")
-    module.Mean = _Mean  # type: ignore[attr-defined]
-    module.Sum = _Sum  # type: ignore[attr-defined]
-    module.PCGrad = _PCGrad  # type: ignore[attr-defined]
-    module.MGDA = _MGDA  # type: ignore[attr-defined]
     module.mtl_backward = _mtl_backward  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "gradkit.mtl", module)
     yield module
@@ -213,15 +218,38 @@ def test_shift_and_delta_m() -> None:
 # -- the suite ----------------------------------------------------------------------------------
 
 
-def test_unavailable_aggregators_listed_not_fatal(standin_mtl: types.ModuleType) -> None:
-    assert available_aggregators() == ["mean", "sum", "pcgrad", "mgda"]
-    assert unavailable_aggregators() == ["cagrad", "samgs", "gcond"]
+def test_methods_come_from_the_aggregator_registry(standin_mtl: types.ModuleType) -> None:
+    assert list(aggregator_methods()) == ["mean", "sum", "pcgrad", "mgda"]
     suite = get_suite("mtl")
     assert suite.default_optimizers() == ["single_task", "mean", "sum", "pcgrad", "mgda"]
-    with pytest.raises(BenchConfigError, match="'cagrad' is not available"):
+    assert mtl_method(" Single_Task ").kind == "baseline"
+    methods = suite.resolve_methods("single_task,pcgrad")
+    assert [m.kind for m in methods] == ["baseline", "aggregator"]
+    assert isinstance(methods[1], AggregatorMethod) and methods[1].cls is _PCGrad
+    with pytest.raises(BenchConfigError, match="unknown aggregator 'cagrad'"):
         suite.run(optimizers="mean,cagrad", smoke=True)
-    with pytest.raises(BenchConfigError, match="unknown aggregator 'nope'"):
+    with pytest.raises(BenchConfigError, match=r"unknown aggregator 'nope'.*mgda"):
         suite.run(optimizers="nope", smoke=True)
+    with pytest.raises(BenchConfigError, match="selected twice"):
+        suite.run(optimizers="mean,MEAN", smoke=True)
+
+
+def test_registering_an_aggregator_adds_it_to_the_suite(
+    standin_mtl: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One registry entry is all a new aggregator needs; ``bench_suites`` opts it out."""
+    from dataclasses import replace
+
+    from gradkit import registry
+
+    specs = dict(registry._REGISTRY["aggregator"])
+    specs["newagg"] = AggregatorSpec(name="newagg", cls=_Sum, paper="", summary="new")
+    specs["other"] = replace(specs["newagg"], name="other", bench_suites=("elsewhere",))
+    monkeypatch.setitem(registry._REGISTRY, "aggregator", specs)
+    assert get_suite("mtl").default_optimizers()[-1] == "newagg"
+    res = get_suite("mtl").run(smoke=True, optimizers="newagg", tasks="toy_nash")
+    assert [(r.method, r.status) for r in res.records] == [("newagg", "ok")]
+    assert "other" in aggregator_methods() and "other" not in aggregator_methods("mtl")
 
 
 def _smoke(tmp_path: Path | None = None) -> BenchResults:
@@ -230,7 +258,6 @@ def _smoke(tmp_path: Path | None = None) -> BenchResults:
 
 def test_smoke_run_writes_report_with_plots(standin_mtl: types.ModuleType, tmp_path: Path) -> None:
     results = _smoke()
-    assert isinstance(results, MTLResults)
     out = write_report(results, tmp_path / "report")
     files = sorted(p.name for p in out.iterdir())
     assert "report.md" in files and "results.json" in files
@@ -258,9 +285,17 @@ def test_smoke_run_writes_report_with_plots(standin_mtl: types.ModuleType, tmp_p
             assert 0 <= r.metrics["acc_task1"] <= 1 and r.accuracy is not None
         assert by[task, "single_task"].metrics["delta_m_pct"] == 0.0
     report = (out / "report.md").read_text()
-    assert "Not available in this gradkit.mtl: cagrad, samgs, gcond" in report
-    assert "SAM-GS" in report and "not measured" in report
+    assert "SAM-GS" in report and "not measured" in report and "method samgs" in report
     assert len(loaded.verdicts) == len(results.verdicts) >= 10
+    # the toy trajectories are stored with the records, so the plot re-renders from JSON
+    traj = np.asarray(by["toy_nash", "mean"].artifacts["trajectory"])
+    assert traj.shape[1:] == (len(TOY_SETTINGS["toy_nash"].starts), 2) and traj.shape[0] >= 2
+    assert traj[-1, 0, 0] == by["toy_nash", "mean"].metrics["x1_s0"]
+    again = write_report(loaded, tmp_path / "again")
+    assert (again / "report.md").read_text() == report
+    for task in ("toy_cagrad", "toy_nash"):
+        png = f"curves_{task}.png"
+        assert (again / png).read_bytes() == (out / png).read_bytes()
 
 
 def test_cli_smoke(
@@ -275,7 +310,7 @@ def test_cli_smoke(
     assert data["settings"]["optimizers"] == ["single_task", "mean", "sum", "pcgrad", "mgda"]
     assert (out / "curves_toy_cagrad.png").is_file()
     assert main(["bench", "--suite", "mtl", "--smoke", "--optimizers", "gcond"]) == 2
-    assert "'gcond' is not available" in capsys.readouterr().err
+    assert "unknown aggregator 'gcond'" in capsys.readouterr().err
 
 
 def test_diverging_aggregator_is_reported(standin_mtl: types.ModuleType) -> None:
@@ -283,8 +318,8 @@ def test_diverging_aggregator_is_reported(standin_mtl: types.ModuleType) -> None
         def __call__(self, jacobian: torch.Tensor) -> torch.Tensor:
             return jacobian.sum(0) * math.nan
 
-    standin_mtl.Mean = _Nan  # type: ignore[attr-defined]
-    outcome, _ = ToyTask(TOY_SETTINGS["toy_nash"]).run(mtl_method("mean"), 0, 5, True)
+    method = AggregatorMethod("mean", _Nan)
+    outcome, _ = ToyTask(TOY_SETTINGS["toy_nash"]).run(method, 0, 5, True)
     assert outcome.status == "diverged" and outcome.metrics["reached"] == 0
     assert outcome.final_loss is not None and math.isnan(outcome.final_loss)
     assert math.isnan(outcome.metrics["dist_s0"] or 0.0)
@@ -396,7 +431,7 @@ def test_verdicts_name_missing_methods(standin_mtl: types.ModuleType) -> None:
     verdicts = mtl_verdicts(results)
     samgs = next(v for v in verdicts if v.claim.startswith("SAM-GS reaches"))
     assert samgs.verdict == "inconclusive"
-    assert "gradkit.mtl.SAMGS not available" in samgs.evidence
+    assert "not measured: this run did not include method samgs" in samgs.evidence
 
 
 def test_accumulate_step_aggregators_are_driven_once_per_step(
@@ -417,8 +452,7 @@ def test_accumulate_step_aggregators_are_driven_once_per_step(
             assert self.jac is not None
             return self.jac.sum(0)
 
-    standin_mtl.GCond = _Conductor  # type: ignore[attr-defined]
-    assert "gcond" in available_aggregators()
-    outcome, used = ToyTask(TOY_SETTINGS["toy_cagrad"]).run(mtl_method("gcond"), 0, 4, True)
+    method = AggregatorMethod("gcond", _Conductor)
+    outcome, used = ToyTask(TOY_SETTINGS["toy_cagrad"]).run(method, 0, 4, True)
     assert outcome.status == "ok" and calls == ["accumulate", "step"] * 3 * 4
     assert used == {"lr": 3e-3}

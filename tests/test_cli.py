@@ -50,11 +50,28 @@ def test_gather_methods_reads_the_registry() -> None:
     names = [m.name for m in listing.methods]
     for name in GRADKIT_METHODS:
         assert name in names
-    assert [m.name for m in listing.baselines] == ["sgd", "adam", "adamw"]
+    assert [m.name for m in listing.baselines] == ["sgd", "adam", "adamw", "single_task"]
     for m in listing.methods:
         assert m.source == "gradkit"
         assert m.summary and m.paper
         assert m.cls.startswith("gradkit.")
+    by_name = {m.name: m for m in listing.methods}
+    assert by_name["diffgrad"].suites == ("default",) and by_name["swan"].suites == ("lm",)
+
+
+def test_gather_methods_lists_every_family_and_suite() -> None:
+    from gradkit import registry
+    from gradkit.bench.suites import suite_names
+
+    listing = gather_methods()
+    assert set(listing.families) == set(registry.families()) - {"optimizer"}
+    for family, entries in listing.families.items():
+        assert [m.name for m in entries] == registry.names(family)
+    assert [m.name for m in listing.families["aggregator"]][:3] == ["mean", "sum", "pcgrad"]
+    assert [s.name for s in listing.suites] == suite_names()
+    suites = {s.name: s for s in listing.suites}
+    assert suites["mtl"].methods[0] == "single_task" and "pcgrad" in suites["mtl"].methods
+    assert "fedavg+signflip" in suites["fed"].methods and "char_gpt" in suites["lm"].tasks
 
 
 def test_render_methods_shows_summary_paper_and_warning() -> None:
@@ -75,6 +92,9 @@ def test_list_command(capsys: pytest.CaptureFixture[str]) -> None:
     for name in GRADKIT_METHODS:
         assert name in out
     assert "paper:" in out
+    for title in ("gradkit optimizers", "gradkit aggregators", "gradkit compressors"):
+        assert title in out
+    assert "bench baselines" in out and "bench suites" in out and "cagrad" in out
 
 
 def test_list_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -158,7 +178,7 @@ def test_smoke_writes_report_files_and_no_temp_dirs(smoke_report: tuple[Path, in
 def test_smoke_results_json_schema(smoke_report: tuple[Path, int, str]) -> None:
     out, _, _ = smoke_report
     data = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert set(data) == {
         "schema_version",
         "created_utc",
@@ -214,6 +234,49 @@ def test_smoke_results_json_schema(smoke_report: tuple[Path, int, str]) -> None:
     for v in data["verdicts"]:
         assert set(v) == {"claim", "paper", "tasks", "verdict", "evidence", "numbers"}
         assert v["verdict"] in ("holds", "does not hold", "inconclusive")
+
+
+# -- report: re-render from results.json --------------------------------------------------------
+
+
+def test_report_rerenders_the_same_report(
+    smoke_report: tuple[Path, int, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, _, _ = smoke_report
+    again = tmp_path / "again"
+    assert main(["report", str(out), "--out", str(again)]) == 0
+    assert f"re-rendered to {again}" in capsys.readouterr().out
+    assert (again / "report.md").read_text() == (out / "report.md").read_text()
+    assert (again / "results.json").read_text() == (out / "results.json").read_text()
+    for png in out.glob("*.png"):
+        assert (again / png.name).read_bytes() == png.read_bytes(), png.name
+    # in place, from the results.json path: the same report again
+    assert main(["report", str(again / "results.json")]) == 0
+    assert (again / "report.md").read_text() == (out / "report.md").read_text()
+
+
+def test_report_reads_schema_version_1(smoke_report: tuple[Path, int, str], tmp_path: Path) -> None:
+    out, _, _ = smoke_report
+    data = json.loads((out / "results.json").read_text())
+    data["schema_version"] = 1  # a report written before records had artifacts
+    for r in data["records"]:
+        r.pop("artifacts", None)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "results.json").write_text(json.dumps(data))
+    assert main(["report", str(old), "--no-plots"]) == 0
+    assert main(["report", str(out), "--no-plots", "--out", str(tmp_path / "new")]) == 0
+    md = (old / "report.md").read_text()
+    assert md == (tmp_path / "new" / "report.md").read_text() and "## Verdicts" in md
+    assert json.loads((old / "results.json").read_text())["schema_version"] == 1
+
+
+def test_report_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no results.json" in capsys.readouterr().err
+    (tmp_path / "results.json").write_text('{"schema_version": 99}')
+    assert main(["report", str(tmp_path)]) == 2
+    assert "schema_version 99" in capsys.readouterr().err
 
 
 # -- bench: errors ----------------------------------------------------------------------------

@@ -7,7 +7,10 @@ Python:
 * :func:`run_suite` runs a registered suite (``"default"``...) and returns a
   :class:`BenchResults`; :func:`write_report` writes it as a report folder.
 * :func:`compare` runs the same comparison on your own model and data loader.
-* :func:`load_results` reads a ``results.json`` back.
+* :func:`load_results` reads a ``results.json`` back; :func:`render_report` re-renders a
+  report folder from it (``gradkit report DIR``).
+* :func:`run_trial` runs one :class:`Trial` (method, hyper-parameters, task, seed) and returns
+  its :class:`Record`: the unit every suite's loop, and a tuner, is made of.
 
 The numbers (a :class:`BenchResults`) are computed separately from their rendering
 (:func:`render_markdown`, the plots), so they can be inspected or re-rendered.
@@ -27,20 +30,27 @@ from pathlib import Path
 
 from gradkit.bench.api import compare
 from gradkit.bench.errors import BenchConfigError
+from gradkit.bench.families import AggregatorMethod, StrategyMethod, TaskBaseline
 from gradkit.bench.markdown import render_markdown
-from gradkit.bench.methods import Method, available_methods, resolve_method
+from gradkit.bench.methods import BenchMethod, Method, available_methods, resolve_method
 from gradkit.bench.results import SCHEMA_VERSION, BenchResults, Record, RunSettings, Verdict
+from gradkit.bench.runner import Trial, run_trial
 from gradkit.bench.suites import Suite, get_suite, register_suite, suite_names
-from gradkit.bench.writer import write_report
+from gradkit.bench.writer import render_report, write_report
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AggregatorMethod",
     "BenchConfigError",
+    "BenchMethod",
     "BenchResults",
     "Method",
     "Record",
     "RunSettings",
+    "StrategyMethod",
     "Suite",
+    "TaskBaseline",
+    "Trial",
     "Verdict",
     "available_methods",
     "compare",
@@ -48,8 +58,10 @@ __all__ = [
     "load_results",
     "register_suite",
     "render_markdown",
+    "render_report",
     "resolve_method",
     "run_suite",
+    "run_trial",
     "suite_names",
     "write_report",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -12,12 +11,11 @@ import torch
 
 from gradkit.bench.errors import BenchConfigError
 from gradkit.bench.methods import Method, resolve_methods
-from gradkit.bench.results import BenchResults, RunSettings
+from gradkit.bench.results import BenchResults
 from gradkit.bench.runner import normalize_seeds, normalize_steps, run_tasks
 from gradkit.bench.runtime import DEFAULT_THREADS
 from gradkit.bench.tasks.base import Outcome, Task
 from gradkit.bench.training import cycle_batches, train_steps
-from gradkit.bench.versions import versions
 
 __all__ = ["DEFAULT_LR", "compare"]
 
@@ -28,7 +26,7 @@ DEFAULT_LR = {"adaptive": 1e-3, "momentum": 1e-2, "other": 1e-3}
 TAIL = 10
 
 
-class UserTask(Task):
+class UserTask(Task[Method]):
     """A task made of a user's model factory, data loader and loss (see :func:`compare`)."""
 
     deterministic = False
@@ -208,20 +206,14 @@ def compare(
         threads=num_threads,
         catch_errors=False,
     )
-    results = BenchResults(
-        settings=RunSettings(
-            suite="custom",
-            optimizers=tuple(m.name for m in methods),
-            tasks=(task,),
-            seeds=seed_list,
-            steps=checked_steps,
-            smoke=False,
-            num_threads=num_threads,
-        ),
-        versions=versions(),
+    results = BenchResults.assemble(
+        suite="custom",
+        methods=[m.name for m in methods],
         tasks=infos,
+        seeds=seed_list,
         records=records,
-        created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        steps=checked_steps,
+        num_threads=num_threads,
     )
     if out is not None:
         from gradkit.bench.writer import write_report

@@ -122,8 +122,19 @@ def _hyperparams_lines(results: BenchResults) -> list[str]:
     return _table(["task", "method", "optimizer arguments"], rows) if rows else []
 
 
+def _show(value: Any, nested: bool = False) -> str:
+    """``str`` of a keyword argument (``repr`` inside containers), with lists written as
+    tuples, so that arguments read back from ``results.json`` render as they did in memory."""
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k!r}: {_show(v, True)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        items = [_show(v, True) for v in value]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    return repr(value) if nested else str(value)
+
+
 def _format_kwargs(kwargs: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in kwargs.items())
+    return ", ".join(f"{k}={_show(v)}" for k, v in kwargs.items())
 
 
 def render_markdown(results: BenchResults, plots: Mapping[str, str] | None = None) -> str:

@@ -1,4 +1,6 @@
-"""Resolve method names to optimizers: torch baselines plus every gradkit registry entry.
+"""Bench methods: what a suite runs. Optimizers (torch baselines plus every gradkit registry
+entry), multi-task aggregators, federated strategies and task-specific baselines all derive
+from :class:`BenchMethod`; a task receives the method objects its suite resolved.
 
 The baselines are ``sgd`` (``torch.optim.SGD`` with momentum 0.9), ``adam`` and ``adamw``.
 Every name in :func:`gradkit.registry.optimizer_names` is available too; nothing here lists the
@@ -17,11 +19,13 @@ needs a curvature refresh every few steps (Sophia) carries it as ``refresh``/``r
 
 from __future__ import annotations
 
+import abc
+import dataclasses
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -29,16 +33,50 @@ from gradkit.bench.errors import BenchConfigError, unknown_name
 
 __all__ = [
     "BASELINES",
+    "BenchMethod",
     "Method",
     "available_methods",
     "registry_methods",
     "resolve_method",
     "resolve_methods",
+    "suite_optimizers",
 ]
 
 
+class BenchMethod(abc.ABC):
+    """Anything a bench suite runs, of any family.
+
+    Every method has a lower-case :attr:`name` (the ``--optimizers`` value), a :attr:`source`
+    (``"torch"``, ``"gradkit"``, ``"gradkit.mtl"``...), a one-line :attr:`summary` and a
+    :attr:`paper`; :attr:`kind` names its family (``"optimizer"``, ``"aggregator"``,
+    ``"strategy"``, ``"baseline"``). The engine only needs :meth:`hyperparams` (what a failed
+    run records as its arguments) and :meth:`with_overrides` (a task's hyper-parameter
+    variants); everything else is between the method and the tasks of its suite.
+    """
+
+    kind: ClassVar[str] = "method"
+    name: str
+    source: str
+    summary: str
+    paper: str
+
+    @abc.abstractmethod
+    def hyperparams(self, requested: Mapping[str, Any]) -> dict[str, Any]:
+        """The keyword arguments this method would be built with from ``requested``."""
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> BenchMethod:
+        """This method with fixed hyper-parameters ``overrides`` (a task's variant).
+
+        Raises:
+            TypeError: the method kind has no hyper-parameters to override.
+        """
+        if not overrides:
+            return self
+        raise TypeError(f"{self.kind} method {self.name!r} takes no hyper-parameter variants")
+
+
 @dataclass(frozen=True)
-class Method:
+class Method(BenchMethod):
     """An optimizer the benchmark can run.
 
     Attributes:
@@ -72,6 +110,8 @@ class Method:
     refresh: Callable[[Any, torch.nn.Module, Any], None] | None = field(default=None, compare=False)
     refresh_every: int = 0
     param_groups_fn: Callable[[Any], Any] | None = field(default=None, compare=False)
+
+    kind: ClassVar[str] = "optimizer"
 
     def __post_init__(self) -> None:
         if self.routing not in ROUTINGS:
@@ -128,6 +168,13 @@ class Method:
             chosen = {k: v for k, v in requested.items() if self.accepts(k)}
         chosen.update(self.fixed)
         return chosen
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Method:
+        """This method with ``overrides`` added to :attr:`fixed` (they win over a task's
+        requested hyper-parameters)."""
+        if not overrides:
+            return self
+        return dataclasses.replace(self, fixed={**self.fixed, **overrides})
 
     def build(
         self, params: Iterable[Any], requested: Mapping[str, Any]
@@ -213,9 +260,28 @@ def registry_methods() -> tuple[dict[str, Method], str | None]:
             "gradkit",
             spec.summary,
             spec.paper,
-            param_groups_fn=getattr(spec, "param_groups_fn", None),
+            routing="groups" if spec.matrix else None,
+            param_groups_fn=spec.param_groups_fn,
         )
     return out, None
+
+
+def suite_optimizers(suite: str) -> list[str]:
+    """Names of the registered optimizers tagged for ``suite`` (their
+    :attr:`~gradkit.registry.OptimizerSpec.bench_suites`), in registration order; empty when
+    the registry cannot be read.
+
+    Example:
+        >>> suite_optimizers("default")
+        ['diffgrad', 'adabelief', 'adamp', 'sgdp']
+    """
+    try:
+        from gradkit.registry import specs
+
+        tagged = [s for s in specs("optimizer") if suite in getattr(s, "bench_suites", ())]
+    except Exception:  # the baselines still run (see registry_methods)
+        return []
+    return [s.name for s in tagged]
 
 
 def available_methods() -> dict[str, Method]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,7 +90,12 @@ def _smooth(y: np.ndarray, window: int) -> np.ndarray:
     return (c[idx] - c[start]) / (idx - start)
 
 
-def plot_task(results: BenchResults, task: str, path: Path) -> Path:
+def plot_task(
+    results: BenchResults,
+    task: str,
+    path: Path,
+    draw: Callable[[BenchResults, str, Path], bool] | None = None,
+) -> Path:
     """Write the loss curves of every method on ``task`` to ``path`` (PNG) and return it.
 
     When the task's optimum is known the plot shows the gap ``loss − optimum`` (floored at
@@ -97,14 +103,13 @@ def plot_task(results: BenchResults, task: str, path: Path) -> Path:
     else. A band shows min–max over seeds; curves of stochastic tasks are smoothed with a
     moving average.
 
-    A results object may draw its own plot for a task: if it has a method
-    ``draw_task_plot(task, path) -> bool`` that returns ``True``, that plot is used (the ``mtl``
-    suite draws trajectories over contours, the ``fed`` suite accuracy per round).
+    A suite may draw its own plot for a task: its ``plot`` hook, passed as ``draw``, is tried
+    first and used when it returns ``True`` (the ``mtl`` suite draws trajectories over
+    contours, the ``fed`` suite accuracy per round).
     """
     from matplotlib.figure import Figure
 
-    draw = getattr(results, "draw_task_plot", None)
-    if draw is not None and draw(task, path):
+    if draw is not None and draw(results, task, path):
         return path
     info = results.tasks.get(task)
     curves = task_curves(results, task)

@@ -4,13 +4,14 @@ Everything a report shows is computed from a :class:`BenchResults`; rendering (M
 plots) never runs an optimizer. :meth:`BenchResults.to_dict` gives the JSON document below,
 :meth:`BenchResults.from_dict` reads it back.
 
-``results.json`` schema, version 1
+``results.json`` schema, version 2
 ----------------------------------
 
 Top-level object:
 
 ``schema_version`` (int)
-    ``1``. Bumped on any incompatible change; readers should reject versions they do not know.
+    ``2`` (version 1 lacks the records' ``artifacts`` and is still read). Bumped on any
+    incompatible change; readers reject versions they do not know.
 ``created_utc`` (str)
     ISO-8601 time the run finished (UTC). The only field that differs between two seeded runs,
     together with ``wall_time_s``.
@@ -54,7 +55,11 @@ Top-level object:
     of the method this run used (for example ``"lr=3e-3"`` in a learning-rate grid; empty when
     the task has one setting per method),
     ``eval_curve`` (list of ``[step, float or null]``, only written when not empty): a held-out
-    loss (for example the validation loss) after ``step`` optimizer steps.
+    loss (for example the validation loss) after ``step`` optimizer steps,
+    ``artifacts`` (object, only written when not empty; new in version 2): what the task kept
+    of the run for its own plots, as plain JSON (for example ``"trajectory"``, the toy's
+    ``[points][starts][2]`` path of the ``mtl`` suite), so a report re-renders from
+    ``results.json`` alone (``gradkit report DIR``).
 ``verdicts`` (list of object)
     ``claim`` (str), ``paper`` (str), ``tasks`` (list of str), ``verdict`` (one of
     ``"holds"``, ``"does not hold"``, ``"inconclusive"``), ``evidence`` (str: the numbers that
@@ -65,9 +70,10 @@ All floats are finite JSON numbers; NaN and infinities are written as ``null``.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,7 +88,10 @@ __all__ = [
 ]
 
 #: Version of the ``results.json`` layout written by :meth:`BenchResults.to_dict`.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: Versions :meth:`BenchResults.from_dict` reads (version 1 has no record ``artifacts``).
+READABLE_VERSIONS = (1, 2)
 
 #: The three possible outcomes of a verdict.
 VERDICTS = ("holds", "does not hold", "inconclusive")
@@ -194,6 +203,7 @@ class Record:
     error: str | None = None
     variant: str = ""
     eval_curve: tuple[tuple[int, float | None], ...] = ()
+    artifacts: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -222,6 +232,8 @@ class Record:
             out["variant"] = self.variant
         if self.eval_curve:
             out["eval_curve"] = [[int(k), finite_or_none(v)] for k, v in self.eval_curve]
+        if self.artifacts:
+            out["artifacts"] = _jsonable(self.artifacts)
         return out
 
     @classmethod
@@ -244,6 +256,7 @@ class Record:
             error=data.get("error"),
             variant=str(data.get("variant", "")),
             eval_curve=tuple((int(k), v) for k, v in data.get("eval_curve", ())),
+            artifacts=dict(data.get("artifacts", {})),
         )
 
     def numbers(self) -> dict[str, Any]:
@@ -251,6 +264,14 @@ class Record:
         out = self.to_dict()
         del out["wall_time_s"]
         return out
+
+    def value(self, what: str) -> float | None:
+        """``final_loss``, ``accuracy`` or the metric ``what`` of this run (``None`` if absent)."""
+        if what == "final_loss":
+            return self.final_loss
+        if what == "accuracy":
+            return self.accuracy
+        return self.metrics.get(what)
 
 
 @dataclass(frozen=True)
@@ -303,6 +324,51 @@ class BenchResults:
     verdicts: list[Verdict] = field(default_factory=list)
     created_utc: str = ""
     schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def assemble(
+        cls,
+        *,
+        suite: str,
+        methods: Iterable[str],
+        tasks: Mapping[str, TaskInfo],
+        seeds: Sequence[int],
+        records: list[Record],
+        steps: int | None = None,
+        smoke: bool = False,
+        num_threads: int | None = None,
+        verdicts: Callable[[BenchResults], Iterable[Verdict]] | None = None,
+    ) -> BenchResults:
+        """The one place a run's results are put together (every suite and :func:`compare`).
+
+        Stamps the package versions and the finishing time, then computes the verdicts from
+        the assembled results (``verdicts(results)``, pure).
+
+        Example:
+            >>> r = BenchResults.assemble(suite="s", methods=["m"], tasks={}, seeds=[0], records=[])
+            >>> (r.settings.suite, r.settings.optimizers, r.schema_version == SCHEMA_VERSION)
+            ('s', ('m',), True)
+        """
+        from gradkit.bench.versions import versions
+
+        results = cls(
+            settings=RunSettings(
+                suite=suite,
+                optimizers=tuple(methods),
+                tasks=tuple(tasks),
+                seeds=tuple(seeds),
+                steps=steps,
+                smoke=smoke,
+                num_threads=num_threads,
+            ),
+            versions=versions(),
+            tasks=dict(tasks),
+            records=records,
+            created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        )
+        if verdicts is not None:
+            results.verdicts = list(verdicts(results))
+        return results
 
     # -- queries ---------------------------------------------------------------------------
     def methods(self) -> list[str]:
@@ -374,10 +440,10 @@ class BenchResults:
     def from_dict(cls, data: Mapping[str, Any]) -> BenchResults:
         """Read a ``results.json`` document. Raises ``ValueError`` on an unknown version."""
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise ValueError(
                 f"unsupported results schema_version {version!r}; this gradkit reads "
-                f"{SCHEMA_VERSION}"
+                f"{', '.join(map(str, READABLE_VERSIONS))}"
             )
         return cls(
             settings=RunSettings.from_dict(data["settings"]),

@@ -1,4 +1,14 @@
-"""The loop shared by every suite: tasks × methods × seeds → :class:`Record` objects."""
+"""The bench engine: the one run loop of every suite, ``tasks × methods × variants × seeds``.
+
+The engine owns seeding, timing, thread count, progress and the records; a suite and its
+tasks supply only what differs through named hooks (:class:`~gradkit.bench.suites.Suite`:
+``resolve``, ``applies``, ``verdicts``, ``plot``; :class:`~gradkit.bench.tasks.base.Task`:
+``hyperparams``, ``variants``, ``prepare``, ``run``, ``info``).
+
+:func:`run_trial` runs one ``(method, hyper-parameters, task, seed)`` :class:`Trial` and
+returns its :class:`Record`; it is the unit a tuner calls. :func:`run_tasks` plans the trials
+of a suite and runs them.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +16,25 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from gradkit.bench.errors import BenchConfigError
-from gradkit.bench.methods import Method
+from gradkit.bench.methods import BenchMethod
 from gradkit.bench.results import Record, TaskInfo
 from gradkit.bench.runtime import num_threads, progress_bar, seed_everything
 from gradkit.bench.tasks.base import Outcome, Task
 
-__all__ = ["MAX_CURVE_POINTS", "normalize_seeds", "normalize_steps", "run_tasks", "subsample"]
+__all__ = [
+    "MAX_CURVE_POINTS",
+    "Trial",
+    "normalize_seeds",
+    "normalize_steps",
+    "plan_trials",
+    "run_tasks",
+    "run_trial",
+    "subsample",
+]
 
 #: Curves longer than this are subsampled with a constant stride before they are stored.
 MAX_CURVE_POINTS = 500
@@ -63,14 +83,92 @@ def subsample(
     return list(curve[::stride]), stride
 
 
-def _error_outcome() -> Outcome:
-    return Outcome(final_loss=None, curve=[], status="diverged")
+@dataclass(frozen=True)
+class Trial:
+    """One run: a method (with a variant's hyper-parameters) on a task with a seed.
+
+    Attributes:
+        task: the task to train.
+        method: the method, as resolved by the suite.
+        seed: the seed of every global generator.
+        steps: optimizer steps (or rounds) to take.
+        smoke: the task's smoke form (tiny data).
+        variant: the label of the hyper-parameter variant (``""``: none).
+        overrides: the variant's hyper-parameters, fixed on top of the task's request.
+    """
+
+    task: Task[Any]
+    method: BenchMethod
+    seed: int
+    steps: int
+    smoke: bool = False
+    variant: str = ""
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """``method (variant) seed N`` for progress text."""
+        shown = f"{self.method.name} {self.variant}" if self.variant else self.method.name
+        return f"{self.task.name} {shown} seed {self.seed}"
+
+
+def run_trial(suite: str, trial: Trial, *, catch_errors: bool = True) -> Record:
+    """Seed everything, run ``trial`` once and wrap its outcome into a :class:`Record`.
+
+    With ``catch_errors``, an exception raised while training (for example an optimizer that
+    refuses non-finite gradients) becomes a record with status ``"error"`` rather than
+    aborting the suite. The variant's overrides are fixed on the method
+    (:meth:`~gradkit.bench.methods.BenchMethod.with_overrides`). The record's wall time is the
+    time :meth:`Task.run` took, unless the outcome carries its own.
+
+    Example:
+        >>> from gradkit.bench.methods import BASELINES
+        >>> from gradkit.bench.tasks import FunctionTask
+        >>> r = run_trial("demo", Trial(FunctionTask("f1"), BASELINES["adam"], 0, 50))
+        >>> (r.task, r.method, r.status, len(r.curve), r.hyperparams["lr"])
+        ('f1', 'adam', 'ok', 51, 0.1)
+    """
+    task = trial.task
+    method = trial.method.with_overrides(trial.overrides)
+    seed_everything(trial.seed)
+    start = time.perf_counter()
+    error: str | None = None
+    used: dict = {}
+    try:
+        outcome, used = task.run(method, trial.seed, trial.steps, trial.smoke)
+    except Exception as exc:
+        if not catch_errors:
+            raise
+        outcome = Outcome(final_loss=None, curve=[], status="diverged")
+        error = f"{type(exc).__name__}: {exc}"
+    elapsed = time.perf_counter() - start
+    curve, stride = subsample(outcome.curve)
+    error = error or outcome.error
+    return Record(
+        suite=suite,
+        task=task.name,
+        method=method.name,
+        seed=trial.seed,
+        final_loss=outcome.final_loss,
+        curve=tuple(curve),
+        wall_time_s=elapsed if outcome.wall_time_s is None else outcome.wall_time_s,
+        steps=trial.steps if outcome.steps is None else outcome.steps,
+        accuracy=outcome.accuracy,
+        curve_stride=stride,
+        metrics=dict(outcome.metrics),
+        hyperparams=used or method.hyperparams(task.hyperparams(method)),
+        status="error" if error else outcome.status,
+        error=error,
+        variant=trial.variant,
+        eval_curve=tuple((int(k), v) for k, v in outcome.eval_curve),
+        artifacts=dict(outcome.artifacts),
+    )
 
 
 def run_one(
     suite: str,
-    task: Task,
-    method: Method,
+    task: Task[Any],
+    method: BenchMethod,
     seed: int,
     steps: int,
     smoke: bool,
@@ -78,54 +176,39 @@ def run_one(
     variant: str = "",
     overrides: Mapping[str, Any] | None = None,
 ) -> Record:
-    """Seed everything, run ``task`` once and wrap the outcome into a :class:`Record`.
+    """:func:`run_trial` with the trial's fields as arguments (kept for callers of 0.x)."""
+    trial = Trial(task, method, seed, steps, smoke, variant, dict(overrides or {}))
+    return run_trial(suite, trial, catch_errors=catch_errors)
 
-    With ``catch_errors``, an exception raised while training (for example an optimizer that
-    refuses non-finite gradients) becomes a record with status ``"error"`` rather than
-    aborting the suite. ``overrides`` (a variant's hyper-parameters, see
-    :meth:`Task.variants`) are added to the method's fixed keyword arguments; ``variant`` is
-    the label stored in the record.
-    """
-    if overrides:
-        method = dataclasses.replace(method, fixed={**method.fixed, **overrides})
-    seed_everything(seed)
-    start = time.perf_counter()
-    error: str | None = None
-    used: dict = {}
-    try:
-        outcome, used = task.run(method, seed, steps, smoke)
-    except Exception as exc:
-        if not catch_errors:
-            raise
-        outcome = _error_outcome()
-        error = f"{type(exc).__name__}: {exc}"
-    elapsed = time.perf_counter() - start
-    curve, stride = subsample(outcome.curve)
-    status = "error" if error else outcome.status
-    return Record(
-        suite=suite,
-        task=task.name,
-        method=method.name,
-        seed=seed,
-        final_loss=outcome.final_loss,
-        curve=tuple(curve),
-        wall_time_s=elapsed,
-        steps=steps,
-        accuracy=outcome.accuracy,
-        curve_stride=stride,
-        metrics=dict(outcome.metrics),
-        hyperparams=used or method.hyperparams(task.hyperparams(method)),
-        status=status,
-        error=error,
-        variant=variant,
-        eval_curve=tuple((int(k), v) for k, v in outcome.eval_curve),
+
+def plan_trials(
+    task: Task[Any],
+    methods: Sequence[BenchMethod],
+    seeds: Sequence[int],
+    steps: int,
+    smoke: bool = False,
+) -> list[Trial]:
+    """The trials of ``task``: every method, variant (:meth:`Task.variants`) and seed, in that
+    order (a deterministic task runs the first seed only)."""
+    return [
+        Trial(task, method, seed, steps, smoke, label, overrides)
+        for method in methods
+        for label, overrides in task.variants(method, smoke)
+        for seed in (seeds[:1] if task.deterministic else seeds)
+    ]
+
+
+def _not_run(task: Task[Any], steps: int) -> TaskInfo:
+    info = task.info(steps)
+    return dataclasses.replace(
+        info, description=info.description + ". Not run: no selected method applies to this task"
     )
 
 
 def run_tasks(
     suite: str,
-    tasks: Sequence[Task],
-    methods: Sequence[Method],
+    tasks: Sequence[Task[Any]],
+    methods: Sequence[BenchMethod],
     seeds: Sequence[int],
     *,
     steps: int | None = None,
@@ -134,10 +217,13 @@ def run_tasks(
     threads: int | None = 2,
     on_record: Callable[[Record], None] | None = None,
     catch_errors: bool = True,
+    applies: Callable[[Task[Any], BenchMethod], bool] | None = None,
 ) -> tuple[list[Record], dict[str, TaskInfo]]:
-    """Run every task with every method, variant and seed (deterministic tasks: first seed
-    only). Variants come from :meth:`Task.variants` (one per method unless a task defines a
-    grid).
+    """Run every task with every method, variant and seed (see :func:`plan_trials`).
+
+    For each task: the methods that ``applies(task, method)`` accepts (all by default), then
+    :meth:`Task.prepare` with the task's trials, then :func:`run_trial` for each, then
+    :meth:`Task.info`. A task no method applies to is not run; its info says so.
 
     Args:
         suite: suite name stored in each record.
@@ -147,40 +233,37 @@ def run_tasks(
         on_record: called with each record as soon as it exists.
         catch_errors: record exceptions raised by a run (status ``"error"``) and go on;
             ``False`` lets them propagate.
+        applies: the suite's ``applies`` hook.
 
     Returns:
         The records in run order and the :class:`TaskInfo` of each task.
     """
-    plan = [
-        (task, method, variant, seed)
-        for task in tasks
-        for method in methods
-        for variant in task.variants(method, smoke)
-        for seed in (seeds[:1] if task.deterministic else seeds)
-    ]
-    infos = {t.name: t.info(steps or t.default_steps(smoke)) for t in tasks}
+    plans = {}
+    for task in tasks:
+        chosen = [m for m in methods if applies is None or applies(task, m)]
+        plans[task.name] = plan_trials(
+            task, chosen, seeds, steps or task.default_steps(smoke), smoke
+        )
+    infos: dict[str, TaskInfo] = {}
     records: list[Record] = []
-    bar = progress_bar(len(plan), progress, desc=suite)
+    bar = progress_bar(sum(len(p) for p in plans.values()), progress, desc=suite)
     try:
         with num_threads(threads):
-            for task, method, (label, overrides), seed in plan:
-                shown = f"{method.name} {label}" if label else method.name
-                bar.set_postfix_str(f"{task.name} {shown} seed {seed}")
-                record = run_one(
-                    suite,
-                    task,
-                    method,
-                    seed,
-                    infos[task.name].steps,
-                    smoke,
-                    catch_errors,
-                    variant=label,
-                    overrides=overrides,
-                )
-                records.append(record)
-                if on_record is not None:
-                    on_record(record)
-                bar.update(1)
+            for task in tasks:
+                task_steps = steps or task.default_steps(smoke)
+                trials = plans[task.name]
+                if not trials:
+                    infos[task.name] = _not_run(task, task_steps)
+                    continue
+                task.prepare(trials, bar.set_postfix_str)
+                for trial in trials:
+                    bar.set_postfix_str(trial.label)
+                    record = run_trial(suite, trial, catch_errors=catch_errors)
+                    records.append(record)
+                    if on_record is not None:
+                        on_record(record)
+                    bar.update(1)
+                infos[task.name] = task.info(task_steps)
     finally:
         bar.close()
     return records, infos

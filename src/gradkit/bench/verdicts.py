@@ -16,17 +16,56 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gradkit.bench.results import Verdict
+from gradkit.bench.results import BenchResults, Verdict
 from gradkit.bench.stats import Summary, format_number, summarize
 
 __all__ = [
     "Comparison",
     "combine",
     "compare_groups",
+    "missing",
     "not_run",
+    "run_values",
     "verdict_less",
+    "verdict_more",
     "verdict_not_worse",
 ]
+
+
+def run_values(
+    results: BenchResults,
+    task: str,
+    method: str,
+    what: str,
+    *,
+    variant: str | None = None,
+    failed: Sequence[str] = ("error",),
+) -> list[float | None]:
+    """Per-run ``final_loss``, ``accuracy`` or metric ``what`` of ``method`` on ``task`` (one
+    value per seed, in run order); runs whose status is in ``failed`` give ``None``.
+
+    Example:
+        >>> from gradkit.bench.results import Record, RunSettings
+        >>> recs = [Record("s", "t", "m", i, 1.0 + i, (), 0.0, 1, status=st)
+        ...         for i, st in enumerate(["ok", "error"])]
+        >>> run_values(BenchResults(RunSettings("s", ("m",), ("t",), (0, 1)), {}, {}, recs),
+        ...            "t", "m", "final_loss")
+        [1.0, None]
+    """
+    return [
+        None if r.status in failed else r.value(what) for r in results.select(task, method, variant)
+    ]
+
+
+def missing(
+    results: BenchResults, methods: Sequence[str], tasks: Sequence[str], label: str = "optimizer"
+) -> list[str]:
+    """What a verdict needs that the run did not include: ``"<label> m"`` for each method and
+    ``"task t"`` for each task not among the run's settings (for :func:`not_run`)."""
+    have_m, have_t = set(results.settings.optimizers), set(results.settings.tasks)
+    return [f"{label} {m}" for m in dict.fromkeys(methods) if m not in have_m] + [
+        f"task {t}" for t in tasks if t not in have_t
+    ]
 
 
 @dataclass(frozen=True)
@@ -241,3 +280,40 @@ def not_run(claim: str, paper: str, missing: Sequence[str], tasks: Sequence[str]
         evidence="not measured: this run did not include " + ", ".join(missing),
         tasks=tuple(tasks),
     )
+
+
+def verdict_more(
+    claim: str,
+    paper: str,
+    name_a: str,
+    a: Sequence[float | None],
+    name_b: str,
+    b: Sequence[float | None],
+    *,
+    quantity: str,
+    atol: float,
+    tasks: Sequence[str] = (),
+) -> Verdict:
+    """Verdict on "``a`` is higher than ``b``" beyond seed noise: ``holds`` if significantly
+    higher, ``does not hold`` if significantly lower, else ``inconclusive``.
+
+    Example:
+        >>> verdict_more("x higher", "p", "x", [0.9, 0.91], "y", [0.5, 0.52],
+        ...              quantity="accuracy", atol=0.005).verdict
+        'holds'
+    """
+    c = compare_groups(
+        [None if v is None else -v for v in a], [None if v is None else -v for v in b], atol=atol
+    )
+    verdict = {"lower": "holds", "higher": "does not hold"}.get(c.outcome, "inconclusive")
+    ma = None if c.a.mean is None else -c.a.mean
+    mb = None if c.b.mean is None else -c.b.mean
+    text = f"{quantity}: {name_a} {format_number(ma)} vs {name_b} {format_number(mb)}"
+    if c.diff is not None:
+        text += f" (diff {format_number(-c.diff, 3)}"
+        text += f", margin {format_number(c.margin, 2)})" if c.margin is not None else ")"
+    if c.reason:
+        text += f" — {c.reason}"
+    numbers = {name_a: ma, name_b: mb, "diff": None if c.diff is None else -c.diff}
+    numbers["margin"] = c.margin
+    return Verdict(claim, paper, verdict, text, tuple(tasks), numbers)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from gradkit.bench.errors import BenchConfigError
 from gradkit.bench.markdown import render_markdown
 from gradkit.bench.results import BenchResults
 
-__all__ = ["REPORT_FILES", "write_report"]
+__all__ = ["REPORT_FILES", "render_report", "suite_plot", "write_report"]
 
 #: The files every report folder contains (plus ``curves_<task>.png`` when plots are on).
 REPORT_FILES = ("report.md", "results.json")
@@ -40,12 +41,23 @@ def _fill(folder: Path, results: BenchResults, plots: bool) -> None:
     if plots:
         from gradkit.bench.plots import plot_filename, plot_task
 
+        draw = suite_plot(results.settings.suite)
         for task in results.task_names():
             if results.select(task=task):
                 name = plot_filename(task)
-                plot_task(results, task, folder / name)
+                plot_task(results, task, folder / name, draw)
                 plot_paths[task] = name
     (folder / "report.md").write_text(render_markdown(results, plot_paths), encoding="utf-8")
+
+
+def suite_plot(suite: str) -> Callable[[BenchResults, str, Path], bool] | None:
+    """The ``plot`` hook of the registered suite called ``suite`` (``None`` for an unknown
+    suite, such as ``"custom"`` from :func:`~gradkit.bench.compare`)."""
+    from gradkit.bench.suites import get_suite, suite_names
+
+    if suite not in suite_names():
+        return None
+    return get_suite(suite).plot
 
 
 def _swap_in(tmp: Path, out: Path) -> None:
@@ -85,3 +97,31 @@ def write_report(results: BenchResults, out: str | os.PathLike[str], *, plots: b
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def render_report(
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    plots: bool = True,
+) -> Path:
+    """Re-render a report folder from its ``results.json`` alone (nothing is trained).
+
+    Args:
+        source: a report folder, or its ``results.json``.
+        out: where to write the report (default: the source folder, replaced atomically).
+        plots: also draw the plots (the suite's own ones from the records' artifacts).
+
+    Raises:
+        BenchConfigError: no readable ``results.json`` at ``source``.
+    """
+    path = Path(source).expanduser()
+    folder = path.parent if path.suffix == ".json" else path
+    data = path if path.suffix == ".json" else path / "results.json"
+    if not data.is_file():
+        raise BenchConfigError(f"no results.json in {str(folder)!r}: not a gradkit report")
+    try:
+        results = BenchResults.from_json(data.read_text(encoding="utf-8"))
+    except (ValueError, KeyError) as exc:
+        raise BenchConfigError(f"cannot read {str(data)!r}: {exc}") from exc
+    return write_report(results, folder if out is None else out, plots=plots)

@@ -1,6 +1,7 @@
-"""The ``gradkit`` command line: ``gradkit list``, ``gradkit env`` and ``gradkit bench``.
+"""The ``gradkit`` command line: ``gradkit list``, ``gradkit env``, ``gradkit bench`` and
+``gradkit report``.
 
-Each subcommand lives in its own module (``_list``, ``_env``, ``_bench``) that provides
+Each subcommand lives in its own module (``_list``, ``_env``, ``_bench``, ``_report``) that provides
 ``add_parser(subparsers)``; the parser stores the handler in ``args.handler``. Each module
 separates gathering the data (pure functions, tested on their own) from printing it.
 """
@@ -11,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gradkit.cli import _bench, _env, _list
+from gradkit.cli import _bench, _env, _list, _report
 
 __all__ = ["build_parser", "main"]
 
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gradkit {gradkit_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (_list, _env, _bench):
+    for module in (_list, _env, _bench, _report):
         module.add_parser(sub)
     return parser
 

@@ -1,12 +1,31 @@
-"""The built-in registry entries: one line per optimizer module."""
+"""The built-in registry entries: one line per optimizer module, one line per bench tag."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from gradkit._specs import OptimizerSpec
+
+#: What ``gradkit bench`` does with each built-in optimizer: the suites that run it by default
+#: (``bench_suites``) and whether it is a matrix method (``matrix``: the bench routes a model's
+#: hidden weight matrices to it and the other parameters to its AdamW groups). Adding an
+#: optimizer to a suite is one line here (or the same fields in its own spec).
+BENCH_TAGS: dict[str, dict[str, Any]] = {
+    "diffgrad": {"bench_suites": ("default",)},
+    "adabelief": {"bench_suites": ("default",)},
+    "adamp": {"bench_suites": ("default",)},
+    "sgdp": {"bench_suites": ("default",)},
+    "swan": {"bench_suites": ("lm",), "matrix": True},
+    "sinkgd": {"bench_suites": ("lm",), "matrix": True},
+    "aro": {"bench_suites": ("lm",), "matrix": True},
+    "sophiag": {"bench_suites": ("lm",)},
+}
 
 
 def builtin_specs() -> list[OptimizerSpec]:
-    """Registry entries of the optimizers that ship with gradkit, in display order."""
+    """Registry entries of the optimizers that ship with gradkit, in display order, with their
+    :data:`BENCH_TAGS`."""
     from gradkit.optim import (
         _adabelief,
         _adamp_specs,
@@ -17,7 +36,7 @@ def builtin_specs() -> list[OptimizerSpec]:
         _swan,
     )
 
-    return [
+    specs = [
         _diffgrad.registry_spec(),
         _adabelief.registry_spec(),
         *_adamp_specs.registry_specs(),
@@ -26,3 +45,4 @@ def builtin_specs() -> list[OptimizerSpec]:
         _aro.registry_spec(),
         *_sophia_refresh.registry_specs(),
     ]
+    return [dataclasses.replace(s, **BENCH_TAGS.get(s.name, {})) for s in specs]

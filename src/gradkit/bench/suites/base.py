@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from gradkit.bench.errors import BenchConfigError, unknown_name
-from gradkit.bench.methods import Method, resolve_methods
-from gradkit.bench.results import BenchResults, Record, RunSettings, Verdict
+from gradkit.bench.methods import BenchMethod, Method, resolve_methods
+from gradkit.bench.results import BenchResults, Record, Verdict
 from gradkit.bench.runner import normalize_seeds, normalize_steps, run_tasks
 from gradkit.bench.runtime import resolve_threads
 from gradkit.bench.tasks.base import Task
-from gradkit.bench.versions import versions
 
 __all__ = ["Suite", "parse_names"]
 
@@ -30,42 +30,72 @@ def parse_names(value: str | Sequence[str] | None, kind: str) -> list[str] | Non
 
 @dataclass(frozen=True)
 class Suite:
-    """A named group of tasks with its default optimizers and its verdict rules.
+    """A named group of tasks with its methods, its verdict rules and its hooks.
+
+    The engine (:func:`gradkit.bench.runner.run_tasks`) owns the run loop, seeding, timing,
+    progress and the results (:meth:`BenchResults.assemble`); a suite supplies only what
+    differs, through these attributes (all but the first four optional):
 
     Attributes:
         name: the ``--suite`` value.
         description: one line for help texts and the report.
         tasks: task name → :class:`Task`, in run order.
         default_optimizers: returns the method names run when ``--optimizers`` is not given
-            (a function, so that it can read the optimizer registry at run time).
+            (a function, so that it can read the registry at run time).
         verdicts: computes the verdicts from the finished results (pure).
         default_seeds: number of seeds when ``--seeds`` is not given (1 in smoke mode).
-        extra_methods: the suite's own method definitions (name → :class:`Method`), looked up
-            before the global ones; for example a matrix method with parameter routing, or a
-            method with a curvature refresh (a function, read at run time).
+        extra_methods: the suite's own optimizer definitions (name → :class:`Method`), looked
+            up before the registry's, for the default ``resolve``.
         default_threads: what ``num_threads="auto"`` means outside smoke mode (``None``: the
             engine's default, 2).
+        resolve: hook ``resolve(names) -> methods`` turning method names into
+            :class:`~gradkit.bench.methods.BenchMethod` objects (aggregators, strategies...).
+            Default: optimizers from the registry, the torch baselines and
+            :attr:`extra_methods`. Raises ``BenchConfigError`` on unknown or repeated names.
+        applies: hook ``applies(task, method) -> bool``: whether ``method`` runs on ``task``
+            (default: every method on every task).
+        plot: hook ``plot(results, task, path) -> bool``: draw the suite's own figure for
+            ``task`` to ``path`` and return ``True``, or return ``False`` for the standard
+            loss curves. It reads only ``results`` (records, their metrics and artifacts), so
+            a report re-renders from ``results.json`` (``gradkit report DIR``).
+
+    Tasks add their own hooks (:class:`~gradkit.bench.tasks.base.Task`): the training of one
+    trial (``run``), its extra metrics and artifacts (in the returned ``Outcome``), variants
+    and a ``prepare`` step.
     """
 
     name: str
     description: str
-    tasks: Mapping[str, Task]
+    tasks: Mapping[str, Task[Any]]
     default_optimizers: Callable[[], list[str]]
     verdicts: Callable[[BenchResults], list[Verdict]] = lambda results: []
     default_seeds: int = 3
     extra_methods: Callable[[], Mapping[str, Method]] | None = None
     default_threads: int | None = None
+    resolve: Callable[[Sequence[str]], Sequence[BenchMethod]] | None = None
+    applies: Callable[[Task[Any], BenchMethod], bool] | None = None
+    plot: Callable[[BenchResults, str, Path], bool] | None = None
 
-    def select_tasks(self, names: Sequence[str] | None) -> list[Task]:
+    def select_tasks(self, names: Sequence[str] | None) -> list[Task[Any]]:
         """The tasks called ``names`` (all when ``None``); unknown names raise."""
         if names is None:
             return list(self.tasks.values())
-        chosen: dict[str, Task] = {}
+        chosen: dict[str, Task[Any]] = {}
         for name in names:
             if name not in self.tasks:
                 raise unknown_name("task", name, self.tasks)
             chosen[name] = self.tasks[name]
         return list(chosen.values())
+
+    def resolve_methods(self, names: str | Sequence[str] | None) -> list[BenchMethod]:
+        """The methods called ``names`` (default :attr:`default_optimizers`), through the
+        :attr:`resolve` hook."""
+        kind = "optimizer" if self.resolve is None else "method"
+        chosen = parse_names(names, kind) or self.default_optimizers()
+        if self.resolve is not None:
+            return list(self.resolve(chosen))
+        extra = self.extra_methods() if self.extra_methods is not None else None
+        return list(resolve_methods(chosen, extra))
 
     def run(
         self,
@@ -96,12 +126,9 @@ class Suite:
             on_record: called with each record as it is produced.
 
         Raises:
-            BenchConfigError: unknown optimizer or task names, bad seeds or steps.
+            BenchConfigError: unknown method or task names, bad seeds or steps.
         """
-        method_names = parse_names(optimizers, "optimizer") or self.default_optimizers()
-        methods = resolve_methods(
-            method_names, self.extra_methods() if self.extra_methods is not None else None
-        )
+        methods = self.resolve_methods(optimizers)
         selected = self.select_tasks(parse_names(tasks, "task"))
         seed_list = normalize_seeds(seeds, 1 if smoke else self.default_seeds)
         steps = normalize_steps(steps)
@@ -118,21 +145,16 @@ class Suite:
             progress=progress,
             threads=threads,
             on_record=on_record,
+            applies=self.applies,
         )
-        results = BenchResults(
-            settings=RunSettings(
-                suite=self.name,
-                optimizers=tuple(m.name for m in methods),
-                tasks=tuple(t.name for t in selected),
-                seeds=seed_list,
-                steps=steps,
-                smoke=smoke,
-                num_threads=threads,
-            ),
-            versions=versions(),
+        return BenchResults.assemble(
+            suite=self.name,
+            methods=[m.name for m in methods],
             tasks=infos,
+            seeds=seed_list,
             records=records,
-            created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            steps=steps,
+            smoke=smoke,
+            num_threads=threads,
+            verdicts=self.verdicts,
         )
-        results.verdicts = list(self.verdicts(results))
-        return results

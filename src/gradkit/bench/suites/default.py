@@ -12,13 +12,18 @@ diffGrad, AdamP and AdaBelief papers from the measured numbers; see :func:`defau
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from gradkit.bench.methods import BASELINES, registry_methods
+from gradkit.bench.methods import BASELINES, suite_optimizers
 from gradkit.bench.results import BenchResults, Verdict
 from gradkit.bench.suites.base import Suite
 from gradkit.bench.tasks import DigitsCNNTask, FunctionTask, RosenbrockTask
-from gradkit.bench.verdicts import combine, not_run, verdict_less, verdict_not_worse
+from gradkit.bench.verdicts import (
+    combine,
+    missing,
+    not_run,
+    run_values,
+    verdict_less,
+    verdict_not_worse,
+)
 
 __all__ = ["SUITE", "default_optimizers", "default_verdicts"]
 
@@ -35,52 +40,26 @@ NORM_ATOL = 0.01  # w_norm_ratio
 ACC_ATOL = 0.005  # test accuracy (half a percentage point)
 
 
-#: The gradkit optimizers whose paper claims this suite checks.
-DEFAULT_GRADKIT_METHODS = ("diffgrad", "adabelief", "adamp", "sgdp")
-
-
 def default_optimizers() -> list[str]:
-    """torch baselines, then the gradkit optimizers of :data:`DEFAULT_GRADKIT_METHODS`."""
-    registered = registry_methods()[0]
-    return [*BASELINES, *(name for name in DEFAULT_GRADKIT_METHODS if name in registered)]
-
-
-def _values(results: BenchResults, task: str, method: str, what: str) -> list[float | None]:
-    """Per-seed ``final_loss``, ``accuracy`` or a metric of ``method`` on ``task``."""
-    out: list[float | None] = []
-    for r in results.select(task, method):
-        if r.status == "error":
-            out.append(None)
-        elif what == "final_loss":
-            out.append(r.final_loss)
-        elif what == "accuracy":
-            out.append(r.accuracy)
-        else:
-            out.append(r.metrics.get(what))
-    return out
-
-
-def _missing(results: BenchResults, methods: Sequence[str], tasks: Sequence[str]) -> list[str]:
-    have_m, have_t = set(results.settings.optimizers), set(results.settings.tasks)
-    return [f"optimizer {m}" for m in methods if m not in have_m] + [
-        f"task {t}" for t in tasks if t not in have_t
-    ]
+    """torch baselines, then the registered optimizers tagged for this suite
+    (``bench_suites=("default",)`` in their registry spec), in registration order."""
+    return [*BASELINES, *suite_optimizers("default")]
 
 
 def diffgrad_verdict(results: BenchResults) -> Verdict:
     """diffGrad paper: on F1 and F2, diffGrad ends at a lower F than Adam (both must hold)."""
     claim = "diffGrad reaches a lower final F than Adam on F1 and F2"
-    missing = _missing(results, ["diffgrad", "adam"], ["f1", "f2"])
-    if missing:
-        return not_run(claim, DIFFGRAD_PAPER, missing, ("f1", "f2"))
+    absent = missing(results, ["diffgrad", "adam"], ["f1", "f2"])
+    if absent:
+        return not_run(claim, DIFFGRAD_PAPER, absent, ("f1", "f2"))
     parts = [
         verdict_less(
             claim,
             DIFFGRAD_PAPER,
             "diffgrad",
-            _values(results, task, "diffgrad", "final_loss"),
+            run_values(results, task, "diffgrad", "final_loss"),
             "adam",
-            _values(results, task, "adam", "final_loss"),
+            run_values(results, task, "adam", "final_loss"),
             quantity=f"final {task.upper()}",
             atol=F_ATOL,
             deterministic=True,
@@ -99,16 +78,16 @@ def norm_verdict(results: BenchResults, method: str, baseline: str) -> Verdict:
         f"{show(method, method)} keeps the pre-BN weight norm from growing compared with "
         f"{show(baseline, baseline)} (lower ‖W_final‖/‖W_init‖)"
     )
-    missing = _missing(results, [method, baseline], ["digits_cnn"])
-    if missing:
-        return not_run(claim, ADAMP_PAPER, missing, ("digits_cnn",))
+    absent = missing(results, [method, baseline], ["digits_cnn"])
+    if absent:
+        return not_run(claim, ADAMP_PAPER, absent, ("digits_cnn",))
     return verdict_less(
         claim,
         ADAMP_PAPER,
         method,
-        _values(results, "digits_cnn", method, "w_norm_ratio"),
+        run_values(results, "digits_cnn", method, "w_norm_ratio"),
         baseline,
-        _values(results, "digits_cnn", baseline, "w_norm_ratio"),
+        run_values(results, "digits_cnn", baseline, "w_norm_ratio"),
         quantity="w_norm_ratio",
         atol=NORM_ATOL,
         tasks=("digits_cnn",),
@@ -118,16 +97,16 @@ def norm_verdict(results: BenchResults, method: str, baseline: str) -> Verdict:
 def adabelief_verdict(results: BenchResults) -> Verdict:
     """AdaBelief paper: test accuracy at least Adam's, within seed noise."""
     claim = "AdaBelief test accuracy ≥ Adam's (within noise)"
-    missing = _missing(results, ["adabelief", "adam"], ["digits_cnn"])
-    if missing:
-        return not_run(claim, ADABELIEF_PAPER, missing, ("digits_cnn",))
+    absent = missing(results, ["adabelief", "adam"], ["digits_cnn"])
+    if absent:
+        return not_run(claim, ADABELIEF_PAPER, absent, ("digits_cnn",))
     return verdict_not_worse(
         claim,
         ADABELIEF_PAPER,
         "adabelief",
-        _values(results, "digits_cnn", "adabelief", "accuracy"),
+        run_values(results, "digits_cnn", "adabelief", "accuracy"),
         "adam",
-        _values(results, "digits_cnn", "adam", "accuracy"),
+        run_values(results, "digits_cnn", "adam", "accuracy"),
         quantity="test accuracy",
         atol=ACC_ATOL,
         tasks=("digits_cnn",),

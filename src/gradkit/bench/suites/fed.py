@@ -22,6 +22,11 @@ Reported per method: final accuracy, macro-F1, minority-class F1 (mean F1 of the
 client encoding/encryption seconds per round. The plot (``curves_<task>.png``) shows accuracy
 vs round for every method and a bar chart of the uplink bytes per round.
 
+Each method is a :class:`~gradkit.bench.families.StrategyMethod`. The suite plugs into the
+bench engine through :meth:`FedTask.prepare`, which runs all the task's trials in the one
+simulation and keeps their outcomes for :meth:`FedTask.run`, the ``resolve`` hook (names of
+:data:`SCENARIOS`) and the ``plot`` hook (:func:`plot_task`).
+
 Verdicts (:func:`fed_verdicts`) check the EdgeDetect paper's claims *at this scale* (systems spec
 §1(c),(d)); the 98 % accuracy / 97.9 % macro-F1 and the "87 % under 5 % poisoning" claims are on
 the real CIC-IDS2017 data and are reported as not tested.
@@ -30,8 +35,6 @@ the real CIC-IDS2017 data and are reported as not tested.
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,23 +42,24 @@ from typing import Any
 import numpy as np
 
 from gradkit.bench.errors import BenchConfigError
-from gradkit.bench.methods import Method
-from gradkit.bench.results import BenchResults, Record, RunSettings, Verdict
-from gradkit.bench.runner import normalize_seeds, normalize_steps
+from gradkit.bench.families import StrategyMethod
+from gradkit.bench.methods import BenchMethod
+from gradkit.bench.results import BenchResults, TaskInfo, Verdict
+from gradkit.bench.runner import Trial
 from gradkit.bench.stats import format_number
-from gradkit.bench.suites.base import Suite, parse_names
+from gradkit.bench.suites.base import Suite
 from gradkit.bench.tasks.base import Outcome, Task
-from gradkit.bench.versions import versions
+from gradkit.bench.verdicts import run_values
 
 __all__ = [
     "HE_ROUNDS",
     "SCENARIOS",
     "SUITE",
-    "FedResults",
-    "FedSuite",
+    "FedTask",
     "attack_cost_verdict",
     "fed_verdicts",
     "margin_verdict",
+    "plot_task",
     "ratio_verdict",
 ]
 
@@ -67,18 +71,31 @@ HE_ROUNDS = 10
 ATTACKER = 7  # partition id of the attacking client
 
 _BASE = ("fedavg", "edgedetect", "edgedetect_ef", "edgedetect_ef_mean", "signsgd", "signsgd_ef")
-#: Method name → (gradkit.fed method, attack, attack scale). ``signflip_x10``: the attacker
-#: sends ``−10·u`` (a boosted sign flip); for 1-bit methods the scale changes only its α.
-SCENARIOS: dict[str, tuple[str, str, float]] = {
-    **{m: (m, "none", 1.0) for m in _BASE},
-    "edgedetect_ef_he": ("edgedetect_ef_he", "none", 1.0),
-    "fedavg+signflip": ("fedavg", "signflip", 1.0),
-    "signsgd+signflip": ("signsgd", "signflip", 1.0),
-    "edgedetect_ef+signflip": ("edgedetect_ef", "signflip", 1.0),
-    "fedavg+signflip_x10": ("fedavg", "signflip", 10.0),
-    "signsgd+signflip_x10": ("signsgd", "signflip", 10.0),
-    "fedavg+labelflip": ("fedavg", "labelflip", 1.0),
-    "edgedetect_ef+labelflip": ("edgedetect_ef", "labelflip", 1.0),
+_ATTACKED = (
+    ("fedavg", "signflip", 1.0),
+    ("signsgd", "signflip", 1.0),
+    ("edgedetect_ef", "signflip", 1.0),
+    ("fedavg", "signflip", 10.0),
+    ("signsgd", "signflip", 10.0),
+    ("fedavg", "labelflip", 1.0),
+    ("edgedetect_ef", "labelflip", 1.0),
+)
+
+
+def _scenario(strategy: str, attack: str = "none", scale: float = 1.0) -> StrategyMethod:
+    suffix = "" if attack == "none" else f"+{attack}" + ("" if scale == 1.0 else f"_x{scale:g}")
+    return StrategyMethod(strategy + suffix, strategy, attack, scale, paper=PAPER)
+
+
+#: Method name → :class:`StrategyMethod` (a gradkit.fed method, attack, attack scale).
+#: ``signflip_x10``: the attacker sends ``−10·u`` (a boosted sign flip); for 1-bit methods the
+#: scale changes only its α.
+SCENARIOS: dict[str, StrategyMethod] = {
+    m.name: m
+    for m in (
+        *(_scenario(s) for s in (*_BASE, "edgedetect_ef_he")),
+        *(_scenario(*a) for a in _ATTACKED),
+    )
 }
 
 METRICS = (
@@ -102,8 +119,8 @@ def _settings(smoke: bool) -> dict[str, Any]:
     return {"cfg": cfg, "rounds": ROUNDS, "he_rounds": HE_ROUNDS, "timeout": 1500.0}
 
 
-class FedTask(Task):
-    """Static description of the suite's one task (the suite runs it itself)."""
+class FedTask(Task[StrategyMethod]):
+    """The suite's one task: all its trials run in one Flower simulation (:meth:`prepare`)."""
 
     name = TASK
     description = (
@@ -125,74 +142,93 @@ class FedTask(Task):
         "encode_s_per_round": False,
     }
 
+    def __init__(self) -> None:
+        self._outcomes: dict[tuple[str, int], tuple[Outcome, dict]] = {}
+        self._summary = ""
+
     def default_steps(self, smoke: bool) -> int:
+        """:data:`ROUNDS` rounds (2 in smoke mode)."""
         return int(_settings(smoke)["rounds"])
 
-    def hyperparams(self, method: Method) -> dict[str, Any]:
+    def hyperparams(self, method: BenchMethod) -> dict[str, Any]:
+        """Nothing is requested: each run records its experiment's settings."""
         return {}
 
-    def run(self, method: Method, seed: int, steps: int, smoke: bool) -> tuple[Outcome, dict]:
-        raise NotImplementedError("the fed suite runs all methods in one Flower simulation")
+    def prepare(self, trials: Sequence[Trial], note: Callable[[str], None]) -> None:
+        """Run every trial's experiment in one simulation (seed-major, as listed) and keep
+        the outcomes; the Paillier method runs at most ``he_rounds`` of the trial's rounds."""
+        from gradkit.fed.experiment import Experiment
+        from gradkit.fed.simulation import FedRunError, run_federated
 
-
-# -- results and plots --------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class FedResults(BenchResults):
-    """:class:`BenchResults` that draws its own plot: accuracy vs round and uplink bytes."""
-
-    def draw_task_plot(self, task: str, path: Path) -> bool:
-        """Two panels: accuracy vs round per method; uplink bytes per round (log bars)."""
-        if task != TASK or not self.select(task=task):
-            return False
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(13, 5), dpi=110)
-        ax, bx = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-        styles = ("-", "--", ":", "-.")
-        names, plain, wire = [], [], []
-        for i, method in enumerate(self.methods()):
-            recs = [r for r in self.select(task, method) if r.curve]
-            if not recs:
-                continue
-            acc = 1.0 - np.array([np.nan if v is None else v for v in recs[0].curve], dtype=float)
-            ax.plot(np.arange(len(acc)), acc, styles[i % 4], label=method, linewidth=1.4)
-            names.append(method)
-            plain.append(recs[0].metrics.get("uplink_plaintext_B") or np.nan)
-            wire.append(recs[0].metrics.get("uplink_wire_B") or np.nan)
-        late = [
-            v
-            for m in names
-            for r in self.select(task, m)[:1]
-            for v in r.curve[min(5, len(r.curve) - 1) :]
-            if v is not None
+        self._outcomes, self._summary = {}, ""
+        setting = _settings(trials[0].smoke)
+        rounds = trials[0].steps
+        he_rounds = min(rounds, setting["he_rounds"])
+        seeds = list(dict.fromkeys(t.seed for t in trials))
+        methods: list[StrategyMethod] = []
+        for m in dict.fromkeys(t.method for t in trials):
+            if not isinstance(m, StrategyMethod):
+                raise BenchConfigError(f"{self.name} runs federated strategies, not {m.kind}s")
+            methods.append(m)
+        experiments = [
+            Experiment(
+                f"{m.name}#{seed}",
+                m.strategy,
+                rounds=he_rounds if _is_secure(m.strategy) else rounds,
+                attack=m.attack,
+                attack_scale=m.attack_scale,
+                attackers=(ATTACKER % setting["cfg"].num_clients,) if m.attacked else (),
+                seed=seed,
+            )
+            for seed in seeds
+            for m in methods
         ]
-        if late:  # zoom on the part where the methods differ
-            ax.set_ylim(max(0.0, 1.0 - max(late) - 0.03), min(1.0, 1.0 - min(late) + 0.01))
-        ax.set_xlabel("round")
-        ax.set_ylabel("test accuracy (zoomed)")
-        ax.set_title(f"{self.settings.suite} / {task}: accuracy")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
-        x = np.arange(len(names))
-        bx.bar(x - 0.2, plain, 0.4, label="payload before encryption (plaintext frame / fp32)")
-        bx.bar(x + 0.2, wire, 0.4, label="Flower wire bytes (whole reply)")
-        bx.set_yscale("log")
-        bx.set_xticks(x, names, rotation=60, ha="right", fontsize=7)
-        bx.set_ylabel("uplink bytes per round (all clients)")
-        bx.set_title("uplink per round")
-        bx.legend(fontsize=7)
-        bx.grid(True, axis="y", alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(path, format="png")
-        return True
+
+        def on_round(name: str, rnd: int, total: int) -> None:
+            note(f"{name} round {rnd}/{total}")
+
+        try:
+            out = run_federated(
+                setting["cfg"], experiments, timeout=setting["timeout"], on_round=on_round
+            )
+        except FedRunError as err:
+            raise BenchConfigError(f"the fed simulation failed: {err}") from err
+        for seed in seeds:
+            fp32 = out["experiments"].get(f"fedavg#{seed}")
+            fp32_payload = (
+                float(np.mean([r["payload_bytes"] for r in fp32["rounds"] if "payload_bytes" in r]))
+                if fp32 and fp32["rounds"] and fp32["error"] is None
+                else 4.0 * out["num_params"] * setting["cfg"].num_clients
+            )
+            for m in methods:
+                run = out["experiments"][f"{m.name}#{seed}"]
+                self._outcomes[m.name, seed] = _outcome(run, fp32_payload)
+        cfg = setting["cfg"]
+        self._summary = (
+            f" ({he_rounds} rounds). {cfg.num_clients} clients, {out['num_params']:,} "
+            f"parameters, {sum(out['train_sizes']):,} training / {out['test_size']:,} test "
+            f"flows; minority classes {out['minority_classes']}; simulation wall time "
+            f"{out['wall_seconds']:.0f} s (Ray start-up included)"
+        )
+
+    def run(
+        self, method: StrategyMethod, seed: int, steps: int, smoke: bool
+    ) -> tuple[Outcome, dict]:
+        """The outcome :meth:`prepare` stored for ``(method, seed)``."""
+        if (method.name, seed) not in self._outcomes:
+            raise RuntimeError(f"{method.name} seed {seed} was not part of the simulation")
+        return self._outcomes.pop((method.name, seed))
+
+    def info(self, steps: int) -> TaskInfo:
+        """The description, with the simulation's size and wall time once it ran."""
+        info = super().info(steps)
+        if not self._summary:
+            return info
+        return dataclasses.replace(info, description=info.description + self._summary)
 
 
-# -- the suite ----------------------------------------------------------------------------------
-
-
-def _record(name: str, seed: int, run: dict[str, Any], fp32_payload: float | None) -> Record:
+def _outcome(run: dict[str, Any], fp32_payload: float | None) -> tuple[Outcome, dict]:
+    """One experiment's result as an :class:`Outcome` (test error per round, metrics)."""
     rounds = [r for r in run["rounds"] if "accuracy" in r]
     init = run.get("initial") or {}
     curve = [None if init.get("accuracy") is None else 1.0 - init["accuracy"]]
@@ -221,142 +257,81 @@ def _record(name: str, seed: int, run: dict[str, Any], fp32_payload: float | Non
     for k, f1 in enumerate(last.get("per_class_f1") or []):
         metrics[f"f1_class{k}"] = f1
     error = run.get("error")
-    return Record(
-        suite="fed",
-        task=TASK,
-        method=name,
-        seed=seed,
+    outcome = Outcome(
         final_loss=curve[-1] if error is None else None,
-        curve=tuple(curve),
-        wall_time_s=float(run.get("seconds", 0.0)),
-        steps=len(rounds),
+        curve=curve,  # type: ignore[arg-type]
         accuracy=last.get("accuracy") if error is None else None,
         metrics=metrics,
-        hyperparams=dict(run.get("experiment", {})),
         status="ok" if error is None else "error",
+        steps=len(rounds),
+        wall_time_s=float(run.get("seconds", 0.0)),
         error=error,
     )
-
-
-class FedSuite(Suite):
-    """A :class:`Suite` whose methods are :data:`SCENARIOS`, all run in one simulation."""
-
-    def run(
-        self,
-        *,
-        optimizers: str | Sequence[str] | None = None,
-        tasks: str | Sequence[str] | None = None,
-        seeds: int | Sequence[int] | None = None,
-        steps: int | None = None,
-        smoke: bool = False,
-        progress: bool = False,
-        num_threads: int | str | None = "auto",
-        on_record: Callable[[Record], None] | None = None,
-    ) -> BenchResults:
-        """As :meth:`Suite.run`; ``optimizers`` are scenario names, ``steps`` is the number of
-        rounds (the Paillier method runs at most :data:`HE_ROUNDS`). ``num_threads`` is
-        ignored: every Flower client runs with one torch thread."""
-        from gradkit.fed.experiment import Experiment
-        from gradkit.fed.simulation import FedRunError, run_federated
-
-        names = parse_names(optimizers, "method") or list(SCENARIOS)
-        unknown = [n for n in names if n not in SCENARIOS]
-        if unknown:
-            raise BenchConfigError(
-                f"unknown fed method(s) {unknown}; known: {', '.join(SCENARIOS)}"
-            )
-        if len(set(names)) != len(names):
-            raise BenchConfigError(f"a method is selected twice: {names}")
-        self.select_tasks(parse_names(tasks, "task"))
-        seed_list = normalize_seeds(seeds, 1)
-        steps = normalize_steps(steps)
-        setting = _settings(smoke)
-        rounds = steps or setting["rounds"]
-        he_rounds = min(rounds, setting["he_rounds"])
-        experiments = []
-        for seed in seed_list:
-            for name in names:
-                method, attack, scale = SCENARIOS[name]
-                experiments.append(
-                    Experiment(
-                        f"{name}#{seed}",
-                        method,
-                        rounds=he_rounds if _is_secure(method) else rounds,
-                        attack=attack,
-                        attack_scale=scale,
-                        attackers=(ATTACKER % setting["cfg"].num_clients,)
-                        if attack != "none"
-                        else (),
-                        seed=seed,
-                    )
-                )
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            total = sum(e.rounds + 1 for e in experiments)
-            bar = tqdm(total=total, desc="fed rounds", unit="round", file=sys.stderr)
-
-        def on_round(name: str, rnd: int, total: int) -> None:
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(name)
-
-        try:
-            out = run_federated(
-                setting["cfg"], experiments, timeout=setting["timeout"], on_round=on_round
-            )
-        except FedRunError as err:
-            raise BenchConfigError(f"the fed simulation failed: {err}") from err
-        finally:
-            if bar is not None:
-                bar.close()
-        records = []
-        for seed in seed_list:
-            fp32 = out["experiments"].get(f"fedavg#{seed}")
-            fp32_payload = (
-                float(np.mean([r["payload_bytes"] for r in fp32["rounds"] if "payload_bytes" in r]))
-                if fp32 and fp32["rounds"] and fp32["error"] is None
-                else 4.0 * out["num_params"] * setting["cfg"].num_clients
-            )
-            for name in names:
-                rec = _record(name, seed, out["experiments"][f"{name}#{seed}"], fp32_payload)
-                records.append(rec)
-                if on_record is not None:
-                    on_record(rec)
-        cfg = setting["cfg"]
-        info = FedTask().info(rounds)
-        info = dataclasses.replace(
-            info,
-            description=info.description
-            + f" ({he_rounds} rounds). {cfg.num_clients} clients, {out['num_params']:,} "
-            f"parameters, {sum(out['train_sizes']):,} training / {out['test_size']:,} test "
-            f"flows; minority classes {out['minority_classes']}; simulation wall time "
-            f"{out['wall_seconds']:.0f} s (Ray start-up included)",
-        )
-        results = FedResults(
-            settings=RunSettings(
-                suite=self.name,
-                optimizers=tuple(names),
-                tasks=(TASK,),
-                seeds=seed_list,
-                steps=steps,
-                smoke=smoke,
-                num_threads=1,
-            ),
-            versions=versions(),
-            tasks={TASK: info},
-            records=records,
-            created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        )
-        results.verdicts = list(self.verdicts(results))
-        return results
+    return outcome, dict(run.get("experiment", {}))
 
 
 def _is_secure(method: str) -> bool:
     from gradkit.fed.experiment import METHODS
 
-    return METHODS[method].secure
+    return bool(METHODS[method].secure)
+
+
+def _resolve(names: Sequence[str]) -> list[StrategyMethod]:
+    """The ``resolve`` hook: the :data:`SCENARIOS` called ``names``."""
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise BenchConfigError(f"unknown fed method(s) {unknown}; known: {', '.join(SCENARIOS)}")
+    if len(set(names)) != len(names):
+        raise BenchConfigError(f"a method is selected twice: {list(names)}")
+    return [SCENARIOS[n] for n in names]
+
+
+def plot_task(results: BenchResults, task: str, path: Path) -> bool:
+    """The ``plot`` hook. Two panels: accuracy vs round per method; uplink bytes per round
+    (log bars)."""
+    if task != TASK or not results.select(task=task):
+        return False
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13, 5), dpi=110)
+    ax, bx = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    styles = ("-", "--", ":", "-.")
+    names, plain, wire = [], [], []
+    for i, method in enumerate(results.methods()):
+        recs = [r for r in results.select(task, method) if r.curve]
+        if not recs:
+            continue
+        acc = 1.0 - np.array([np.nan if v is None else v for v in recs[0].curve], dtype=float)
+        ax.plot(np.arange(len(acc)), acc, styles[i % 4], label=method, linewidth=1.4)
+        names.append(method)
+        plain.append(recs[0].metrics.get("uplink_plaintext_B") or np.nan)
+        wire.append(recs[0].metrics.get("uplink_wire_B") or np.nan)
+    late = [
+        v
+        for m in names
+        for r in results.select(task, m)[:1]
+        for v in r.curve[min(5, len(r.curve) - 1) :]
+        if v is not None
+    ]
+    if late:  # zoom on the part where the methods differ
+        ax.set_ylim(max(0.0, 1.0 - max(late) - 0.03), min(1.0, 1.0 - min(late) + 0.01))
+    ax.set_xlabel("round")
+    ax.set_ylabel("test accuracy (zoomed)")
+    ax.set_title(f"{results.settings.suite} / {task}: accuracy")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    x = np.arange(len(names))
+    bx.bar(x - 0.2, plain, 0.4, label="payload before encryption (plaintext frame / fp32)")
+    bx.bar(x + 0.2, wire, 0.4, label="Flower wire bytes (whole reply)")
+    bx.set_yscale("log")
+    bx.set_xticks(x, names, rotation=60, ha="right", fontsize=7)
+    bx.set_ylabel("uplink bytes per round (all clients)")
+    bx.set_title("uplink per round")
+    bx.legend(fontsize=7)
+    bx.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    return True
 
 
 # -- verdicts -----------------------------------------------------------------------------------
@@ -441,13 +416,7 @@ def attack_cost_verdict(
 
 
 def _vals(results: BenchResults, method: str, key: str = "accuracy") -> list[float | None]:
-    out: list[float | None] = []
-    for r in results.select(TASK, method):
-        if r.status != "ok":
-            out.append(None)
-        else:
-            out.append(r.accuracy if key == "accuracy" else r.metrics.get(key))
-    return out
+    return run_values(results, TASK, method, key, failed=("diverged", "error"))
 
 
 def _drop_verdict(
@@ -590,7 +559,7 @@ def fed_verdicts(results: BenchResults) -> list[Verdict]:
     return out
 
 
-SUITE = FedSuite(
+SUITE = Suite(
     name="fed",
     description=(
         "EdgeDetect-style 1-bit federated learning on Flower (20 clients, synthetic "
@@ -601,4 +570,8 @@ SUITE = FedSuite(
     default_optimizers=lambda: list(SCENARIOS),
     verdicts=fed_verdicts,
     default_seeds=1,
+    # every Flower client runs with one torch thread
+    default_threads=1,
+    resolve=_resolve,
+    plot=plot_task,
 )

@@ -2,7 +2,10 @@
 character-level GPT (:mod:`gradkit.bench.tasks.char_gpt`), each with a 3-value learning-rate
 grid, at the same step and token budget.
 
-Methods (:func:`lm_methods`; every method sees the same batches for a given seed):
+Methods (:func:`lm_methods`; every method sees the same batches for a given seed): torch
+AdamW, the registered optimizers tagged ``bench_suites=("lm",)`` (adding one is that one
+registry line: it gets :data:`BASE_GRID` and AdamW's settings, or the matrix routing when its
+spec says ``matrix=True``), then torch Muon:
 
 * ``adamw``: ``torch.optim.AdamW``, betas (0.9, 0.95), on every parameter.
 * ``sophiag``: :class:`gradkit.optim.SophiaG` on every parameter, betas (0.965, 0.99),
@@ -36,6 +39,7 @@ validation loss over seeds).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Sequence
@@ -43,15 +47,16 @@ from typing import Any
 
 import torch
 
-from gradkit.bench.methods import BASELINES, Method
+from gradkit.bench.methods import BASELINES, Method, registry_methods, suite_optimizers
 from gradkit.bench.results import BenchResults, Verdict
 from gradkit.bench.suites.base import Suite
 from gradkit.bench.tasks.char_gpt import CharGPTTask, GPTConfig, LMSettings
-from gradkit.bench.verdicts import combine, not_run, verdict_less, verdict_not_worse
+from gradkit.bench.verdicts import combine, missing, not_run, verdict_less, verdict_not_worse
 
 __all__ = [
     "BASE_GRID",
     "COMMUNITY_RATIO",
+    "GRIDS",
     "MATRIX_LR_RATIO",
     "SOPHIA_GRID",
     "SUITE",
@@ -65,8 +70,6 @@ __all__ = [
 ]
 
 TASK = "char_gpt"
-#: The methods of the suite, in run order.
-METHODS = ("adamw", "sophiag", "swan", "sinkgd", "aro", "muon")
 #: The base learning-rate grid η.
 BASE_GRID = (3e-3, 1e-2, 3e-2)
 #: SophiaG's grid, a factor 10 below: its clipped coordinates move by a full lr per step (like
@@ -76,6 +79,8 @@ SOPHIA_GRID = (3e-4, 1e-3, 3e-3)
 #: SWAN's grid, a factor 3 above: on the base grid SWAN was best at its top (3e-2: 1.988);
 #: 0.1 gave 1.946 and 0.3 gave 2.571 (3 seeds each), so its optimum lies in (3e-2, 3e-1).
 SWAN_GRID = (1e-2, 3e-2, 1e-1)
+#: The methods whose grid is not :data:`BASE_GRID`.
+GRIDS = {"sophiag": SOPHIA_GRID, "swan": SWAN_GRID}
 #: Matrix-group learning rate of SWAN and SinkGD as a fraction of η: their updates have RMS 1,
 #: so 0.2·η gives the update RMS 0.2·η of ARO and of Muon with ``match_rms_adamw`` (the spec's
 #: protocol for this comparison, §7(d)). The community recipe's 0.05 is :data:`COMMUNITY_RATIO`.
@@ -104,65 +109,54 @@ def _sophia_refresh(optimizer: Any, model: torch.nn.Module, batch: Any) -> None:
     sophia_refresh(optimizer, logits=model(inputs), max_grad_norm=1.0)
 
 
+def _muon() -> Method | None:
+    """``torch.optim.Muon`` routed to the hidden matrices (``None`` before torch 2.9)."""
+    if not hasattr(torch.optim, "Muon"):
+        return None
+    return Method(
+        "muon",
+        torch.optim.Muon,
+        "torch",
+        "torch.optim.Muon on hidden matrices, torch AdamW elsewhere",
+        "Jordan et al., Muon, 2024; Liu et al., Muon is Scalable for LLM Training, 2025",
+        routing="chain",
+    )
+
+
+#: Curvature refreshes, by registry name: ``(refresh(optimizer, model, batch), every k steps)``.
+REFRESH = {"sophiag": (_sophia_refresh, SOPHIA_EVERY)}
+
+
 def lm_methods() -> dict[str, Method]:
-    """The suite's methods that exist in this installation (name → :class:`Method`)."""
+    """The suite's methods (name → :class:`Method`), in run order: torch AdamW, every
+    registered optimizer tagged ``bench_suites=("lm",)`` (element-wise ones first, then the
+    matrix methods, each in registration order; matrix methods are routed by their spec's
+    ``matrix`` flag, see :func:`gradkit.bench.methods.registry_methods`; SophiaG gets its
+    :data:`REFRESH`), then torch Muon where torch has it."""
+    registered = registry_methods()[0]
     out: dict[str, Method] = {"adamw": BASELINES["adamw"]}
-    try:
-        from gradkit.optim import SophiaG
-
-        out["sophiag"] = Method(
-            "sophiag",
-            SophiaG,
-            "gradkit",
-            "SophiaG with a GNB curvature refresh every 10 steps",
-            "Liu et al., Sophia, ICLR 2024",
-            refresh=_sophia_refresh,
-            refresh_every=SOPHIA_EVERY,
-        )
-    except ImportError:
-        pass
-    papers = {
-        "swan": ("SWAN", "Ma et al., SWAN, ICML 2025"),
-        "sinkgd": ("SinkGD", "Scetbon et al., Gradient Multi-Normalization, NeurIPS 2025"),
-        "aro": ("ARO", "Gong et al., ARO, arXiv 2602.09006"),
-    }
-    for key, (cls_name, paper) in papers.items():
-        try:
-            import gradkit.optim as optim
-
-            cls = getattr(optim, cls_name)
-        except (ImportError, AttributeError):
-            continue
-        out[key] = Method(
-            key,
-            cls,
-            "gradkit",
-            f"{cls_name} on hidden matrices, AdamW elsewhere",
-            paper,
-            routing="groups",
-        )
-    if hasattr(torch.optim, "Muon"):
-        out["muon"] = Method(
-            "muon",
-            torch.optim.Muon,
-            "torch",
-            "torch.optim.Muon on hidden matrices, torch AdamW elsewhere",
-            "Jordan et al., Muon, 2024; Liu et al., Muon is Scalable for LLM Training, 2025",
-            routing="chain",
-        )
+    tagged = sorted(suite_optimizers("lm"), key=lambda n: registered[n].routing is not None)
+    for name in tagged:
+        method = registered[name]
+        if name in REFRESH:
+            refresh, every = REFRESH[name]
+            method = dataclasses.replace(method, refresh=refresh, refresh_every=every)
+        out[name] = method
+    muon = _muon()
+    if muon is not None:
+        out["muon"] = muon
     return out
 
 
 def default_methods() -> list[str]:
-    """The methods of :data:`METHODS` available here."""
-    available = lm_methods()
-    return [m for m in METHODS if m in available]
+    """The names of :func:`lm_methods`."""
+    return list(lm_methods())
 
 
 def lm_grid(method: Method) -> Sequence[float]:
-    """The learning-rate grid η of ``method``: :data:`SOPHIA_GRID` for SophiaG,
-    :data:`SWAN_GRID` for SWAN, :data:`BASE_GRID` for every other method (see the module doc)."""
-    return {"sophiag": SOPHIA_GRID, "swan": SWAN_GRID}.get(method.name, BASE_GRID)
+    """The learning-rate grid η of ``method``: its entry in :data:`GRIDS` (SophiaG, SWAN),
+    :data:`BASE_GRID` for every other method (see the module doc)."""
+    return GRIDS.get(method.name, BASE_GRID)
 
 
 def _adamw(lr: float) -> dict[str, Any]:
@@ -170,7 +164,9 @@ def _adamw(lr: float) -> dict[str, Any]:
 
 
 def lm_hyperparams(method: Method, lr: float) -> dict[str, Any]:
-    """The requested hyper-parameters of ``method`` at base learning rate ``lr``."""
+    """The requested hyper-parameters of ``method`` at base learning rate ``lr``: SophiaG's
+    and Muon's recipes; for a routed (matrix) method ``MATRIX_LR_RATIO·lr`` on the matrices
+    and AdamW at ``lr`` elsewhere; AdamW's settings for every other method."""
     name = method.name
     if name == "sophiag":
         tokens = SETTINGS.batch * CONFIG.context
@@ -181,10 +177,6 @@ def lm_hyperparams(method: Method, lr: float) -> dict[str, Any]:
             "weight_decay": 0.0,
             "bs": tokens,
         }
-    if name in MATRIX_LR_RATIO:
-        return {"lr": MATRIX_LR_RATIO[name] * lr, "weight_decay": 0.0, "aux": _adamw(lr)}
-    if name == "aro":
-        return {"lr": lr, "weight_decay": 0.0, "aux": _adamw(lr)}
     if name == "muon":
         return {
             "lr": lr,
@@ -194,6 +186,8 @@ def lm_hyperparams(method: Method, lr: float) -> dict[str, Any]:
             "adjust_lr_fn": "match_rms_adamw",
             "aux": _adamw(lr),
         }
+    if method.routing is not None:
+        return {"lr": MATRIX_LR_RATIO.get(name, 1.0) * lr, "weight_decay": 0.0, "aux": _adamw(lr)}
     return {**_adamw(lr), "momentum": 0.9}
 
 
@@ -254,11 +248,7 @@ def steps_to_target(eval_curve: Sequence[tuple[int, float | None]], target: floa
 
 
 def _missing(results: BenchResults, methods: Sequence[str]) -> list[str]:
-    have = set(results.settings.optimizers)
-    out = [f"optimizer {m}" for m in methods if m not in have]
-    if TASK not in results.settings.tasks:
-        out.append(f"task {TASK}")
-    return out
+    return missing(results, methods, [TASK])
 
 
 def loss_verdict(

@@ -1,65 +1,51 @@
 """The ``mtl`` suite: multi-task gradient aggregators from :mod:`gradkit.mtl`, Adam on top.
 
-Methods are aggregator names (``mean``, ``sum``, ``pcgrad``, ``cagrad``, ``mgda``, ``samgs``,
-``gcond``) plus ``single_task`` (the MultiDigits baseline). They are looked up lazily in
-``gradkit.mtl``; the default list is ``single_task`` and every aggregator that exists there,
-and the report names the missing ones as *not available*.
+Methods are the registered aggregators tagged for this suite
+(``gradkit.registry.specs("aggregator")``: ``mean``, ``sum``, ``pcgrad``, ``cagrad``, ``mgda``,
+``samgs``, ``gcond``), each an :class:`~gradkit.bench.families.AggregatorMethod`, plus the
+:class:`~gradkit.bench.families.TaskBaseline` ``single_task`` (the MultiDigits baseline).
 
 Tasks: ``toy_cagrad`` and ``toy_nash`` (the two-objective toy of CAGrad/Nash-MTL, see
 :mod:`gradkit.bench.tasks.mtl_toy`), ``multidigits`` and ``multidigits_imb100`` (two digit
 classification tasks on one image, the second with a 100× loss on task 1; see
 :mod:`gradkit.bench.tasks.mtl_digits`). Verdicts: :func:`mtl_verdicts`.
 
-Two things the shared bench engine does not offer, worked around here:
-
-* :meth:`Suite.run` resolves method names in the *optimizer* registry; :class:`MTLSuite`
-  overrides ``run`` to resolve aggregator names instead (each method is a
-  :class:`~gradkit.bench.methods.Method` with ``cls=torch.optim.Adam``, so the shared runner,
-  seeding, records and report work unchanged).
-* :class:`MTLResults` keeps the toy trajectories in memory and has a ``draw_task_plot`` method,
-  which :func:`gradkit.bench.plots.plot_task` uses when it returns ``True``. For the toy tasks
-  the plot is the trajectories of every method over the loss contours.
+The suite plugs into the bench engine through its hooks: ``resolve``
+(:func:`~gradkit.bench.tasks.mtl_common.resolve_mtl_methods`), ``applies`` (the toy tasks skip
+``single_task``) and ``plot`` (for the toy tasks, every method's trajectories over the loss
+contours, drawn from the records' ``artifacts``, so ``gradkit report`` redraws it).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from gradkit.bench.errors import BenchConfigError
-from gradkit.bench.methods import Method
-from gradkit.bench.results import BenchResults, Record, RunSettings, Verdict
-from gradkit.bench.runner import normalize_seeds, normalize_steps, run_tasks
-from gradkit.bench.runtime import resolve_threads
-from gradkit.bench.stats import format_number
-from gradkit.bench.suites.base import Suite, parse_names
+from gradkit.bench.families import TaskBaseline
+from gradkit.bench.methods import BenchMethod
+from gradkit.bench.results import BenchResults, Verdict
+from gradkit.bench.suites.base import Suite
 from gradkit.bench.tasks.base import Task
-from gradkit.bench.tasks.mtl_common import (
-    AGGREGATORS,
-    SINGLE_TASK,
-    available_aggregators,
-    mtl_method,
-    unavailable_aggregators,
-)
+from gradkit.bench.tasks.mtl_common import SINGLE_TASK, aggregator_methods, resolve_mtl_methods
 from gradkit.bench.tasks.mtl_digits import MultiDigitsTask
 from gradkit.bench.tasks.mtl_toy import REACH_TOL, TOY_SETTINGS, ToyTask
-from gradkit.bench.verdicts import compare_groups, not_run, verdict_not_worse
-from gradkit.bench.versions import versions
+from gradkit.bench.verdicts import missing, not_run, run_values, verdict_more, verdict_not_worse
 
 __all__ = [
     "SUITE",
-    "MTLResults",
-    "MTLSuite",
     "default_methods",
     "extreme_verdict",
     "higher_verdict",
     "mtl_verdicts",
+    "plot_task",
     "reach_verdict",
 ]
+
+#: "``a`` is higher than ``b``" beyond seed noise (:func:`gradkit.bench.verdicts.verdict_more`).
+higher_verdict = verdict_more
 
 CAGRAD_PAPER = "Liu et al., CAGrad, NeurIPS 2021"
 SAMGS_PAPER = "Borsani et al., SAM-GS, ECML-PKDD 2025"
@@ -85,178 +71,41 @@ ACC_ATOL = 0.005
 DM_ATOL = 0.5
 
 
+# -- hooks --------------------------------------------------------------------------------------
+
+
 def default_methods() -> list[str]:
-    """``single_task`` and every aggregator that ``gradkit.mtl`` provides."""
-    return [SINGLE_TASK, *available_aggregators()]
+    """``single_task`` and every registered aggregator tagged for the ``mtl`` suite."""
+    return [SINGLE_TASK, *aggregator_methods("mtl")]
 
 
-# -- results with trajectories ------------------------------------------------------------------
+def _applies(task: Task[Any], method: BenchMethod) -> bool:
+    """The toy tasks run aggregators only (``single_task`` is a MultiDigits baseline)."""
+    return not (isinstance(task, ToyTask) and isinstance(method, TaskBaseline))
 
 
-@dataclasses.dataclass
-class MTLResults(BenchResults):
-    """:class:`BenchResults` plus the toy trajectories (in memory only, not in JSON).
+def plot_task(results: BenchResults, task: str, path: Path) -> bool:
+    """The ``plot`` hook: for a toy task, every method's trajectories over the loss contours
+    (from the records' ``artifacts["trajectory"]``); ``False`` for the other tasks."""
+    if task not in TOY_SETTINGS or not results.select(task=task):
+        return False
+    from gradkit.bench.tasks.mtl_toy import plot_trajectories
 
-    ``trajectories[task][method]`` is an array ``[points, starts, 2]`` of (x1, x2).
-    """
-
-    trajectories: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
-
-    def draw_task_plot(self, task: str, path: Path) -> bool:
-        """Draw the toy trajectory plot of ``task`` to ``path``; ``False`` for other tasks."""
-        if task not in TOY_SETTINGS or not self.select(task=task):
-            return False
-        from gradkit.bench.tasks.mtl_toy import plot_trajectories
-
-        runs = {}
-        for method in self.methods():
-            recs = [r for r in self.select(task, method) if r.curve]
-            if recs:
-                traj = self.trajectories.get(task, {}).get(method)
-                runs[method] = (traj, recs[0])
-        plot_trajectories(TOY_SETTINGS[task], runs, path, title=f"{self.settings.suite} / {task}")
-        return True
-
-
-# -- the suite ----------------------------------------------------------------------------------
-
-
-def _accepts(task: Task, method: Method) -> bool:
-    return not (isinstance(task, ToyTask) and method.name == SINGLE_TASK)
-
-
-def _resolve(names: Sequence[str]) -> list[Method]:
-    methods: dict[str, Method] = {}
-    for name in names:
-        method = mtl_method(name)
-        if method.name in methods:
-            raise BenchConfigError(f"method {name!r} is selected twice")
-        methods[method.name] = method
-    return list(methods.values())
-
-
-class MTLSuite(Suite):
-    """A :class:`Suite` whose methods are aggregators (see the module doc)."""
-
-    def run(
-        self,
-        *,
-        optimizers: str | Sequence[str] | None = None,
-        tasks: str | Sequence[str] | None = None,
-        seeds: int | Sequence[int] | None = None,
-        steps: int | None = None,
-        smoke: bool = False,
-        progress: bool = False,
-        num_threads: int | str | None = "auto",
-        on_record: Callable[[Record], None] | None = None,
-    ) -> BenchResults:
-        """As :meth:`Suite.run`, with aggregator names for ``optimizers``; returns
-        :class:`MTLResults`. The toy tasks skip ``single_task``. ``num_threads="auto"`` means 1
-        thread (also outside smoke mode)."""
-        names = parse_names(optimizers, "method") or self.default_optimizers()
-        methods = _resolve(names)
-        selected = self.select_tasks(parse_names(tasks, "task"))
-        seed_list = normalize_seeds(seeds, 1 if smoke else self.default_seeds)
-        steps = normalize_steps(steps)
-        # "auto" means 1 thread here, also outside smoke mode: the toy is Python overhead and
-        # MultiDigits is tiny; measured beside another job (load 3.5–4), the MultiDigits
-        # single-task baselines took 26 s with 1 thread and over 10 min with 2.
-        threads = resolve_threads(1 if num_threads == "auto" else num_threads, smoke)
-        missing = unavailable_aggregators()
-        records: list[Record] = []
-        infos = {}
-        trajectories: dict[str, dict[str, np.ndarray]] = {}
-        for task in selected:
-            chosen = [m for m in methods if _accepts(task, m)]
-            if not chosen:
-                info0 = task.info(steps or task.default_steps(smoke))
-                infos[task.name] = dataclasses.replace(
-                    info0,
-                    description=info0.description
-                    + ". Not run: no selected method applies to this task"
-                    + (
-                        f" (not available in this gradkit.mtl: {', '.join(missing)})"
-                        if missing
-                        else ""
-                    ),
-                )
-                continue
-            sink: dict[str, np.ndarray] = {}
-            if isinstance(task, ToyTask):
-                task.trajectory_sink = sink
-            try:
-                recs, info = run_tasks(
-                    self.name,
-                    [task],
-                    chosen,
-                    seed_list,
-                    steps=steps,
-                    smoke=smoke,
-                    progress=progress,
-                    threads=threads,
-                    on_record=on_record,
-                )
-            finally:
-                if isinstance(task, ToyTask):
-                    task.trajectory_sink = None
-            if sink:
-                trajectories[task.name] = sink
-            records += recs
-            for name, ti in info.items():
-                if missing:
-                    ti = dataclasses.replace(
-                        ti,
-                        description=ti.description
-                        + ". Not available in this gradkit.mtl: "
-                        + ", ".join(missing),
-                    )
-                infos[name] = ti
-        results = MTLResults(
-            settings=RunSettings(
-                suite=self.name,
-                optimizers=tuple(m.name for m in methods),
-                tasks=tuple(t.name for t in selected),
-                seeds=seed_list,
-                steps=steps,
-                smoke=smoke,
-                num_threads=threads,
-            ),
-            versions=versions(),
-            tasks=infos,
-            records=records,
-            created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            trajectories=trajectories,
-        )
-        results.verdicts = list(self.verdicts(results))
-        return results
+    runs = {}
+    for method in results.methods():
+        recs = [r for r in results.select(task, method) if r.curve]
+        if recs:
+            traj = recs[0].artifacts.get("trajectory")
+            runs[method] = (None if traj is None else np.asarray(traj, dtype=float), recs[0])
+    plot_trajectories(TOY_SETTINGS[task], runs, path, title=f"{results.settings.suite} / {task}")
+    return True
 
 
 # -- verdicts -----------------------------------------------------------------------------------
 
 
-def _values(results: BenchResults, task: str, method: str, what: str) -> list[float | None]:
-    out: list[float | None] = []
-    for r in results.select(task, method):
-        if r.status == "error":
-            out.append(None)
-        elif what == "accuracy":
-            out.append(r.accuracy)
-        else:
-            out.append(r.metrics.get(what))
-    return out
-
-
 def _missing(results: BenchResults, methods: Sequence[str], tasks: Sequence[str]) -> list[str]:
-    unavailable = set(unavailable_aggregators())
-    have_m, have_t = set(results.settings.optimizers), set(results.settings.tasks)
-    out = []
-    for m in dict.fromkeys(methods):
-        if m not in have_m:
-            if m in unavailable:
-                out.append(f"{m} (gradkit.mtl.{AGGREGATORS[m][0]} not available)")
-            else:
-                out.append(f"method {m}")
-    return out + [f"task {t}" for t in tasks if t not in have_t]
+    return missing(results, methods, tasks, label="method")
 
 
 def reach_verdict(
@@ -351,38 +200,6 @@ def _toy_reach(results: BenchResults, task: str, method: str, claim: str, paper:
     )
 
 
-def higher_verdict(
-    claim: str,
-    paper: str,
-    name_a: str,
-    a: Sequence[float | None],
-    name_b: str,
-    b: Sequence[float | None],
-    *,
-    quantity: str,
-    atol: float,
-    tasks: Sequence[str] = (),
-) -> Verdict:
-    """Verdict on "``a`` is higher than ``b``" beyond seed noise (pure; the noise model of
-    :mod:`gradkit.bench.verdicts`): ``holds`` if significantly higher, ``does not hold`` if
-    significantly lower, else ``inconclusive``."""
-    c = compare_groups(
-        [None if v is None else -v for v in a], [None if v is None else -v for v in b], atol=atol
-    )
-    verdict = {"lower": "holds", "higher": "does not hold"}.get(c.outcome, "inconclusive")
-    ma = None if c.a.mean is None else -c.a.mean
-    mb = None if c.b.mean is None else -c.b.mean
-    text = f"{quantity}: {name_a} {format_number(ma)} vs {name_b} {format_number(mb)}"
-    if c.diff is not None:
-        text += f" (diff {format_number(-c.diff, 3)}"
-        text += f", margin {format_number(c.margin, 2)})" if c.margin is not None else ")"
-    if c.reason:
-        text += f" — {c.reason}"
-    numbers = {name_a: ma, name_b: mb, "diff": None if c.diff is None else -c.diff}
-    numbers["margin"] = c.margin
-    return Verdict(claim, paper, verdict, text, tuple(tasks), numbers)
-
-
 def _higher(
     results: BenchResults,
     task: str,
@@ -401,13 +218,13 @@ def _higher(
         return not_run(claim, paper, missing, (task, task_b))
     name_a = DISPLAY.get(a, a) + ("" if task_b == task else f" ({task})")
     name_b = DISPLAY.get(b, b) + ("" if task_b == task else f" ({task_b})")
-    return higher_verdict(
+    return verdict_more(
         claim,
         paper,
         name_a,
-        _values(results, task, a, what),
+        run_values(results, task, a, what),
         name_b,
-        _values(results, task_b, b, what),
+        run_values(results, task_b, b, what),
         quantity=what,
         atol=atol,
         tasks=tuple(dict.fromkeys((task, task_b))),
@@ -424,9 +241,9 @@ def _not_worse(
         claim,
         paper,
         DISPLAY.get(a, a),
-        _values(results, task, a, what),
+        run_values(results, task, a, what),
         DISPLAY.get(b, b),
-        _values(results, task, b, what),
+        run_values(results, task, b, what),
         quantity=what,
         atol=ACC_ATOL,
         tasks=(task,),
@@ -559,11 +376,7 @@ def mtl_verdicts(results: BenchResults) -> list[Verdict]:
     return out
 
 
-def _all_verdicts(results: BenchResults) -> list[Verdict]:
-    return mtl_verdicts(results)
-
-
-SUITE = MTLSuite(
+SUITE = Suite(
     name="mtl",
     description=(
         "multi-task gradient aggregators (gradkit.mtl) with Adam: the CAGrad/Nash-MTL "
@@ -576,5 +389,12 @@ SUITE = MTLSuite(
         "multidigits_imb100": MultiDigitsTask("multidigits_imb100", 100.0),
     },
     default_optimizers=default_methods,
-    verdicts=_all_verdicts,
+    verdicts=mtl_verdicts,
+    # 1 thread, also outside smoke mode: the toy is Python overhead and MultiDigits is tiny;
+    # measured beside another job (load 3.5–4), the MultiDigits single-task baselines took
+    # 26 s with 1 thread and over 10 min with 2.
+    default_threads=1,
+    resolve=resolve_mtl_methods,
+    applies=_applies,
+    plot=plot_task,
 )

@@ -1,14 +1,34 @@
-"""What a benchmark task is: something that trains with one method and one seed."""
+"""What a benchmark task is: something that trains with one method and one seed.
+
+A task is the part of a suite that knows how to train. Its hooks, called by the engine
+(:mod:`gradkit.bench.runner`):
+
+* :meth:`Task.default_steps`, :meth:`Task.hyperparams`, :meth:`Task.variants`: what to run;
+* :meth:`Task.prepare`: once before the task's trials (for example one simulation that runs
+  all of them together, as the ``fed`` suite's Flower run does);
+* :meth:`Task.run`: the training of one trial, returning an :class:`Outcome` with the loss
+  curve, the task's extra metrics and its artifacts (kept in ``results.json`` for the plots);
+* :meth:`Task.info`: the description stored in ``results.json`` (called after the trials).
+
+A task is generic in the method kind it trains (``Task[Method]`` for optimizers,
+``Task[AggregatorMethod]``...).
+"""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from gradkit.bench.methods import Method
+from gradkit.bench.methods import BenchMethod, Method
 from gradkit.bench.results import TaskInfo
+
+if TYPE_CHECKING:
+    from gradkit.bench.runner import Trial
+
+#: The method kind a task trains.
+M = TypeVar("M", bound=BenchMethod)
 
 __all__ = ["Outcome", "Task"]
 
@@ -22,8 +42,15 @@ class Outcome:
         curve: the loss observed at every step (see :attr:`Task.curve_doc`).
         accuracy: final test accuracy in [0, 1], classification tasks only.
         metrics: named task-specific figures.
-        status: ``"ok"`` or ``"diverged"`` (the runner sets ``"error"`` itself).
+        status: ``"ok"``, ``"diverged"``, or ``"error"`` with :attr:`error` (the runner also
+            sets ``"error"`` itself when :meth:`Task.run` raises).
         eval_curve: ``(step, held-out loss)`` pairs, for tasks that evaluate during training.
+        artifacts: plain-JSON data the task's plots need (stored in the record).
+        steps: steps actually taken, when they differ from the task's step count (a
+            federated method that runs fewer rounds); ``None``: the task's.
+        wall_time_s: the run's own timing, when the engine's timer does not measure it (runs
+            done together in :meth:`Task.prepare`); ``None``: the engine times :meth:`Task.run`.
+        error: why the run failed (with status ``"error"``).
     """
 
     final_loss: float | None
@@ -32,9 +59,13 @@ class Outcome:
     metrics: Mapping[str, float | None] = field(default_factory=dict)
     status: str = "ok"
     eval_curve: Sequence[tuple[int, float | None]] = ()
+    artifacts: Mapping[str, Any] = field(default_factory=dict)
+    steps: int | None = None
+    wall_time_s: float | None = None
+    error: str | None = None
 
 
-class Task(abc.ABC):
+class Task(abc.ABC, Generic[M]):
     """A benchmark task. Subclasses set the class attributes and implement :meth:`run`.
 
     Attributes:
@@ -60,15 +91,24 @@ class Task(abc.ABC):
         """Optimizer steps per run when the user does not override them."""
 
     @abc.abstractmethod
-    def hyperparams(self, method: Method) -> dict[str, Any]:
+    def hyperparams(self, method: M) -> dict[str, Any]:
         """The requested hyper-parameters for ``method`` (filtered by :meth:`Method.build`)."""
 
     @abc.abstractmethod
-    def run(self, method: Method, seed: int, steps: int, smoke: bool) -> tuple[Outcome, dict]:
+    def run(self, method: M, seed: int, steps: int, smoke: bool) -> tuple[Outcome, dict]:
         """Train with ``method`` for ``steps`` steps; returns the outcome and the optimizer's
         keyword arguments as actually used. Global RNGs are already seeded with ``seed``."""
 
-    def variants(self, method: Method, smoke: bool = False) -> list[tuple[str, dict[str, Any]]]:
+    def prepare(self, trials: Sequence[Trial], note: Callable[[str], None]) -> None:
+        """Called once with all of this task's trials before the first :meth:`run`.
+
+        The default does nothing. A task whose runs must happen together (one simulation
+        for all methods) runs them here and lets :meth:`run` return the stored outcomes;
+        ``note(text)`` shows progress text on the engine's progress bar.
+        """
+        return None
+
+    def variants(self, method: M, smoke: bool = False) -> list[tuple[str, dict[str, Any]]]:
         """Hyper-parameter variants of ``method`` to run, as ``(label, overrides)`` pairs.
 
         The runner runs every variant with every seed; ``overrides`` are added to the method's

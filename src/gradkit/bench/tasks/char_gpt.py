@@ -288,7 +288,7 @@ def sophia_win_rate(optimizer: Any) -> float | None:
     return hits / total if total else None
 
 
-class CharGPTTask(Task):
+class CharGPTTask(Task[Method]):
     """Train :class:`CharGPT` on the shipped text with one method and one learning rate.
 
     Args:

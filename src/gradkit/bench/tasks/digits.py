@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -58,17 +58,26 @@ class DigitsData:
     y_test: torch.Tensor
 
 
-@functools.lru_cache(maxsize=2)
-def load_digits_data(smoke: bool = False) -> DigitsData:
-    """The fixed split of ``sklearn.datasets.load_digits`` (deterministic, cached)."""
+def sklearn_digits(needed_by: str) -> tuple[Any, Any, Callable[..., Any]]:
+    """scikit-learn's bundled ``load_digits`` (``x`` [1797, 64] with values 0–16, ``y``) and
+    its ``train_test_split``.
+
+    Raises:
+        ImportError: scikit-learn is missing; the message names ``needed_by`` and the extra.
+    """
     try:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the digits task needs scikit-learn: pip install 'gradkit[bench]'"
-        ) from exc
+        raise ImportError(f"{needed_by} scikit-learn: pip install 'gradkit[bench]'") from exc
     x, y = load_digits(return_X_y=True)
+    return x, y, train_test_split
+
+
+@functools.lru_cache(maxsize=2)
+def load_digits_data(smoke: bool = False) -> DigitsData:
+    """The fixed split of ``sklearn.datasets.load_digits`` (deterministic, cached)."""
+    x, y, train_test_split = sklearn_digits("the digits task needs")
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
     mean, std = float(x_tr.mean()), float(x_tr.std())
     if smoke:
@@ -134,7 +143,7 @@ def epoch_batches(
             yield x[idx], y[idx]
 
 
-class DigitsCNNTask(Task):
+class DigitsCNNTask(Task[Method]):
     """Train :class:`SmallBNCNN` on digits; report train loss, test accuracy, ‖W‖ growth."""
 
     name = "digits_cnn"

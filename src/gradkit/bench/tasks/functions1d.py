@@ -107,7 +107,7 @@ STEPS = 300
 SMOKE_STEPS = 20
 
 
-class FunctionTask(Task):
+class FunctionTask(Task[Method]):
     """Minimise one of F1, F2, F3 from x0 = −1 with the notebook's settings.
 
     Every method gets lr = 0.1; ``betas = (0.95, 0.999)`` goes to methods that accept ``betas``,

@@ -39,14 +39,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gradkit.bench.methods import Method
+from gradkit.bench.errors import BenchConfigError
+from gradkit.bench.families import AggregatorMethod, TaskBaseline, as_function
+from gradkit.bench.methods import BenchMethod
 from gradkit.bench.tasks.base import Outcome, Task
-from gradkit.bench.tasks.mtl_common import (
-    SINGLE_TASK,
-    as_function,
-    build_aggregator,
-    mtl_backward_function,
-)
+from gradkit.bench.tasks.mtl_common import SINGLE_TASK
 
 __all__ = [
     "MultiDigits",
@@ -134,14 +131,9 @@ def build_multidigits(
 @functools.lru_cache(maxsize=2)
 def load_multidigits(smoke: bool = False, data_seed: int = 0) -> tuple[MultiDigits, MultiDigits]:
     """The fixed (train, test) MultiDigits sets (cached)."""
-    try:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the MultiDigits tasks need scikit-learn: pip install 'gradkit[bench]'"
-        ) from exc
-    x, y = load_digits(return_X_y=True)
+    from gradkit.bench.tasks.digits import sklearn_digits
+
+    x, y, train_test_split = sklearn_digits("the MultiDigits tasks need")
     images = (x / 16.0).reshape(-1, 8, 8).astype(np.float32)
     idx = np.arange(len(y))
     train_pool, test_pool = train_test_split(idx, test_size=0.25, random_state=0, stratify=y)
@@ -246,7 +238,7 @@ def delta_m_pct(accs: tuple[float, float], baseline: tuple[float, float]) -> flo
     return 100.0 * sum((a - b) / b for a, b in zip(accs, baseline, strict=True)) / len(accs)
 
 
-class MultiDigitsTask(Task):
+class MultiDigitsTask(Task[BenchMethod]):
     """Two classification tasks on MultiDigits trained with an aggregator (see module doc)."""
 
     deterministic = False
@@ -274,15 +266,16 @@ class MultiDigitsTask(Task):
         """15 epochs of 39 batches (585 steps); 4 in smoke mode."""
         return _steps_for(smoke)
 
-    def hyperparams(self, method: Method) -> dict[str, Any]:
+    def hyperparams(self, method: BenchMethod) -> dict[str, Any]:
         """Adam lr 1e-3."""
         return {"lr": LR}
 
-    def run(self, method: Method, seed: int, steps: int, smoke: bool) -> tuple[Outcome, dict]:
-        """Train with ``method``'s aggregator (global RNG already seeded with ``seed``)."""
+    def run(self, method: BenchMethod, seed: int, steps: int, smoke: bool) -> tuple[Outcome, dict]:
+        """Train with ``method``'s aggregator (global RNG already seeded with ``seed``), or
+        report the single-task baseline (:data:`SINGLE_TASK`)."""
         base = single_task_baseline(seed, steps, smoke)
         baseline = (base["acc_task1"], base["acc_task2"])
-        if method.name == SINGLE_TASK:
+        if isinstance(method, TaskBaseline) and method.name == SINGLE_TASK:
             accs = baseline
             metrics = {
                 "acc_task1": accs[0],
@@ -301,14 +294,17 @@ class MultiDigitsTask(Task):
                 ),
                 {"lr": LR},
             )
+        if not isinstance(method, AggregatorMethod):
+            raise BenchConfigError(f"{self.name} runs aggregators and {SINGLE_TASK}, not {method}")
+        from gradkit.mtl import mtl_backward
+
         train, test = load_multidigits(smoke)
         batch = SMOKE_BATCH if smoke else BATCH_SIZE
         model = MultiDigitsNet()
         shared = list(model.encoder.parameters())
         heads = [list(h.parameters()) for h in model.heads]
-        agg, agg_kwargs = build_aggregator(method.name, OPTIONS.get(method.name, {}))
+        agg, agg_kwargs = method.build_aggregator(OPTIONS.get(method.name, {}))
         aggregate = as_function(agg)
-        backward = mtl_backward_function()
         optimizer, used = method.build(model.parameters(), self.hyperparams(method))
         order = _batches(train.x.shape[0], batch, torch.Generator().manual_seed(seed))
         curve: list[float] = []
@@ -325,7 +321,7 @@ class MultiDigitsTask(Task):
             if not math.isfinite(value):
                 status = "diverged"
                 break
-            backward([l1, l2], shared, aggregate, task_params=heads)
+            mtl_backward([l1, l2], shared, aggregate, task_params=heads)
             optimizer.step()
         ev = _evaluate(model, test)
         accs = (ev[0][0], ev[1][0])

@@ -38,9 +38,9 @@ import numpy as np
 import torch
 
 from gradkit.bench.errors import BenchConfigError
-from gradkit.bench.methods import Method
+from gradkit.bench.families import AggregatorMethod, as_function
+from gradkit.bench.methods import BenchMethod
 from gradkit.bench.tasks.base import Outcome, Task
-from gradkit.bench.tasks.mtl_common import SINGLE_TASK, as_function, build_aggregator
 
 __all__ = [
     "LOWER",
@@ -197,14 +197,15 @@ LR = 3e-3
 SMOKE_STEPS = 30
 
 
-class ToyTask(Task):
+class ToyTask(Task[AggregatorMethod]):
     """Adam (lr 3e-3) on the aggregated gradient of the toy from every start of a setting.
 
     ``final_loss`` and ``metrics["pareto_distance"]`` are the largest final distance to the
     Pareto set over the starts; ``metrics["reached"]`` counts the starts that end within
     :data:`REACH_TOL`; ``dist_s<i>``, ``x1_s<i>``, ``x2_s<i>``, ``l1_s<i>``, ``l2_s<i>`` give
     start ``i``'s final distance, point and losses. The curve is the largest distance over the
-    starts after every step.
+    starts after every step; the record's ``artifacts["trajectory"]`` keeps the path from every
+    start (``[points][starts][2]``, at most :data:`TRAJECTORY_POINTS` + 1 points) for the plot.
     """
 
     deterministic = True
@@ -233,28 +234,30 @@ class ToyTask(Task):
             "reached",
             *(f"dist_s{i}" for i in range(n)),
         )
-        #: Collector for trajectories (set by the suite during a run), key: method name.
-        self.trajectory_sink: dict[str, np.ndarray] | None = None
 
     def default_steps(self, smoke: bool) -> int:
         """40 000 (``toy_cagrad``) or 30 000 (``toy_nash``) steps at lr 3e-3 (the papers:
         100 000 and 35 000 at lr 1e-3); 30 in smoke mode."""
         return SMOKE_STEPS if smoke else self.setting.steps
 
-    def hyperparams(self, method: Method) -> dict[str, Any]:
+    def hyperparams(self, method: BenchMethod) -> dict[str, Any]:
         """Adam lr 3e-3, default betas."""
         return {"lr": LR}
 
-    def run(self, method: Method, seed: int, steps: int, smoke: bool) -> tuple[Outcome, dict]:
+    def run(
+        self, method: AggregatorMethod, seed: int, steps: int, smoke: bool
+    ) -> tuple[Outcome, dict]:
         """Run all starts with ``method``'s aggregator; see the class doc for the figures."""
-        if method.name == SINGLE_TASK:
-            raise BenchConfigError("single_task is a MultiDigits baseline, not a toy method")
+        if not isinstance(method, AggregatorMethod):
+            raise BenchConfigError(
+                f"{method.name} is a {method.kind}, not an aggregator: the toy runs aggregators"
+            )
         setting = self.setting
         options = setting.options.get(method.name, {})
         aggs = []
         agg_kwargs: dict[str, Any] = {}
         for _ in setting.starts:
-            agg, agg_kwargs = build_aggregator(method.name, options)
+            agg, agg_kwargs = method.build_aggregator(options)
             aggs.append(as_function(agg))
         theta = torch.tensor(setting.starts, dtype=torch.float64, requires_grad=True)
         optimizer, used = method.build([theta], self.hyperparams(method))
@@ -287,15 +290,17 @@ class ToyTask(Task):
             metrics[f"x2_s{i}"] = float(path[-1, i, 1])
             metrics[f"l1_s{i}"] = float(l1[i])
             metrics[f"l2_s{i}"] = float(l2[i])
-        if self.trajectory_sink is not None:
-            stride = max(1, math.ceil(path.shape[0] / TRAJECTORY_POINTS))
-            keep = np.concatenate([path[::stride], path[-1:]])
-            self.trajectory_sink[method.name] = keep
+        stride = max(1, math.ceil(path.shape[0] / TRAJECTORY_POINTS))
+        keep = np.concatenate([path[::stride], path[-1:]])
         used = {**used, **{f"aggregator.{k}": v for k, v in agg_kwargs.items()}}
-        return (
-            Outcome(float(worst[-1]), [float(v) for v in worst], metrics=metrics, status=status),
-            used,
+        outcome = Outcome(
+            float(worst[-1]),
+            [float(v) for v in worst],
+            metrics=metrics,
+            status=status,
+            artifacts={"trajectory": keep.tolist()},
         )
+        return outcome, used
 
 
 def plot_trajectories(
@@ -309,7 +314,7 @@ def plot_trajectories(
 
     Args:
         runs: method → (trajectory ``[points, starts, 2]`` or ``None``, its record). Without a
-            trajectory (results read back from JSON) only the start and end points are drawn.
+            trajectory (a version-1 ``results.json``) only the start and end points are drawn.
     """
     from matplotlib.figure import Figure
 

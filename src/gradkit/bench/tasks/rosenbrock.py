@@ -55,7 +55,7 @@ def rosenbrock(p: torch.Tensor) -> torch.Tensor:
     return (1 - p[0]) ** 2 + 100 * (p[1] - p[0] ** 2) ** 2
 
 
-class RosenbrockTask(Task):
+class RosenbrockTask(Task[Method]):
     """Minimise Rosenbrock from (−1.2, 1); report final f and the distance to (1, 1)."""
 
     name = "rosenbrock"

@@ -1,0 +1,172 @@
+"""Bench methods of the families other than optimizers: aggregators, strategies, baselines.
+
+* :class:`AggregatorMethod`: a multi-task aggregator from the registry
+  (``gradkit.registry.specs("aggregator")``) with the optimizer that steps on its output
+  (``torch.optim.Adam`` in the ``mtl`` suite);
+* :class:`StrategyMethod`: a federated-learning strategy of :mod:`gradkit.fed` (a method, an
+  optional attack on one client and its scale), run by the ``fed`` suite;
+* :class:`TaskBaseline`: a reference a task computes itself (``single_task`` on MultiDigits).
+
+All are :class:`~gradkit.bench.methods.BenchMethod` objects, so the engine runs, seeds, times
+and records them as it does optimizers.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from gradkit.bench.methods import BASELINES, BenchMethod, Method
+
+__all__ = ["AggregatorMethod", "StrategyMethod", "TaskBaseline", "as_function"]
+
+
+def as_function(aggregator: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``jacobian [K, P] → update [P]`` for a callable aggregator or one with an
+    ``accumulate(jacobian)`` / ``step()`` pair (GCond's accumulate-then-resolve shape).
+
+    Example:
+        >>> as_function(lambda j: j.mean(0))(torch.ones(2, 3)).tolist()
+        [1.0, 1.0, 1.0]
+    """
+    if hasattr(aggregator, "accumulate") and hasattr(aggregator, "step"):
+
+        def resolve(jacobian: torch.Tensor) -> torch.Tensor:
+            aggregator.accumulate(jacobian)
+            out: torch.Tensor = aggregator.step()
+            return out
+
+        return resolve
+    if callable(aggregator):
+        return aggregator
+    raise TypeError(f"{type(aggregator).__name__} is neither callable nor accumulate/step")
+
+
+@dataclass(frozen=True)
+class AggregatorMethod(BenchMethod):
+    """A multi-task aggregator (Jacobian ``[K, P]`` → update ``[P]``) with its optimizer.
+
+    Attributes:
+        name: the aggregator's registry name (``"pcgrad"``).
+        cls: the aggregator class.
+        source: where it comes from (``"gradkit.mtl"``).
+        summary: one-line description.
+        paper: citation.
+        optimizer: the optimizer that steps on the aggregated gradient (Adam by default).
+
+    Example:
+        >>> from gradkit.registry import get_aggregator
+        >>> m = AggregatorMethod.from_spec(get_aggregator("cagrad"))
+        >>> agg, used = m.build_aggregator({"c": 0.4, "not_an_option": 1})
+        >>> (m.kind, type(agg).__name__, used, m.hyperparams({"lr": 1e-3, "momentum": 0.9}))
+        ('aggregator', 'CAGrad', {'c': 0.4}, {'lr': 0.001})
+    """
+
+    name: str
+    cls: type
+    source: str = "gradkit.mtl"
+    summary: str = ""
+    paper: str = ""
+    optimizer: Method = field(default_factory=lambda: BASELINES["adam"])
+
+    kind: ClassVar[str] = "aggregator"
+
+    @classmethod
+    def from_spec(cls, spec: Any, optimizer: Method | None = None) -> AggregatorMethod:
+        """The method of a registry :class:`~gradkit.registry.AggregatorSpec`."""
+        return cls(
+            spec.name,
+            spec.cls,
+            spec.cls.__module__.rsplit("._", 1)[0],
+            spec.summary,
+            spec.paper,
+            optimizer or BASELINES["adam"],
+        )
+
+    def hyperparams(self, requested: Mapping[str, Any]) -> dict[str, Any]:
+        """The outer optimizer's keyword arguments (see :meth:`Method.hyperparams`)."""
+        return self.optimizer.hyperparams(requested)
+
+    def build(
+        self, params: Iterable[Any], requested: Mapping[str, Any]
+    ) -> tuple[torch.optim.Optimizer, dict[str, Any]]:
+        """The outer optimizer over ``params`` and its keyword arguments."""
+        return self.optimizer.build(params, requested)
+
+    def build_aggregator(self, options: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """An aggregator instance built with the ``options`` its constructor accepts; returns
+        it and the keyword arguments actually passed."""
+        params: Mapping[str, inspect.Parameter]
+        try:
+            params = inspect.signature(self.cls).parameters
+        except (TypeError, ValueError):
+            params = {}
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        used = {k: v for k, v in options.items() if takes_any or k in params}
+        return self.cls(**used), used
+
+
+@dataclass(frozen=True)
+class TaskBaseline(BenchMethod):
+    """A reference result a task computes itself (no optimizer choice involved).
+
+    Attributes:
+        name: the method name (``"single_task"``).
+        summary: one-line description.
+        source: ``"gradkit.bench"``.
+        paper: citation, if any.
+        optimizer: the optimizer the task trains the baseline with (for the record).
+    """
+
+    name: str
+    summary: str = ""
+    source: str = "gradkit.bench"
+    paper: str = ""
+    optimizer: Method = field(default_factory=lambda: BASELINES["adam"])
+
+    kind: ClassVar[str] = "baseline"
+
+    def hyperparams(self, requested: Mapping[str, Any]) -> dict[str, Any]:
+        """The baseline optimizer's keyword arguments."""
+        return self.optimizer.hyperparams(requested)
+
+
+@dataclass(frozen=True)
+class StrategyMethod(BenchMethod):
+    """A federated-learning strategy: a :mod:`gradkit.fed` method, optionally attacked.
+
+    Attributes:
+        name: the bench name (``"edgedetect_ef+signflip"``).
+        strategy: the :data:`gradkit.fed.experiment.METHODS` key (``"edgedetect_ef"``).
+        attack: ``"none"``, ``"signflip"`` or ``"labelflip"`` (one client attacks).
+        attack_scale: the attacker's scale (``-10·u`` for a boosted sign flip).
+        summary, paper, source: as for every method.
+
+    Example:
+        >>> m = StrategyMethod("fedavg+signflip", "fedavg", "signflip")
+        >>> (m.kind, m.hyperparams({}), m.attacked)
+        ('strategy', {}, True)
+    """
+
+    name: str
+    strategy: str
+    attack: str = "none"
+    attack_scale: float = 1.0
+    summary: str = ""
+    paper: str = ""
+    source: str = "gradkit.fed"
+
+    kind: ClassVar[str] = "strategy"
+
+    @property
+    def attacked(self) -> bool:
+        """Whether one client attacks."""
+        return self.attack != "none"
+
+    def hyperparams(self, requested: Mapping[str, Any]) -> dict[str, Any]:
+        """A strategy's settings are recorded by its task; nothing is requested."""
+        return dict(requested)
