@@ -16,14 +16,13 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from gradkit.bench.errors import BenchConfigError
 from gradkit.bench.methods import BenchMethod
 from gradkit.bench.results import Record, TaskInfo
 from gradkit.bench.runtime import num_threads, progress_bar, seed_everything
-from gradkit.bench.tasks.base import Outcome, Task
+from gradkit.bench.tasks.base import Outcome, Task, Trial
 
 __all__ = [
     "MAX_CURVE_POINTS",
@@ -81,35 +80,6 @@ def subsample(
     the smallest stride that keeps at most ``max_points`` values."""
     stride = max(1, math.ceil(len(curve) / max_points))
     return list(curve[::stride]), stride
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One run: a method (with a variant's hyper-parameters) on a task with a seed.
-
-    Attributes:
-        task: the task to train.
-        method: the method, as resolved by the suite.
-        seed: the seed of every global generator.
-        steps: optimizer steps (or rounds) to take.
-        smoke: the task's smoke form (tiny data).
-        variant: the label of the hyper-parameter variant (``""``: none).
-        overrides: the variant's hyper-parameters, fixed on top of the task's request.
-    """
-
-    task: Task[Any]
-    method: BenchMethod
-    seed: int
-    steps: int
-    smoke: bool = False
-    variant: str = ""
-    overrides: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        """``method (variant) seed N`` for progress text."""
-        shown = f"{self.method.name} {self.variant}" if self.variant else self.method.name
-        return f"{self.task.name} {shown} seed {self.seed}"
 
 
 def run_trial(suite: str, trial: Trial, *, catch_errors: bool = True) -> Record:

@@ -19,18 +19,15 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from gradkit.bench.methods import BenchMethod, Method
 from gradkit.bench.results import TaskInfo
 
-if TYPE_CHECKING:
-    from gradkit.bench.runner import Trial
-
 #: The method kind a task trains.
 M = TypeVar("M", bound=BenchMethod)
 
-__all__ = ["Outcome", "Task"]
+__all__ = ["Outcome", "Task", "Trial"]
 
 
 @dataclass(frozen=True)
@@ -142,3 +139,32 @@ def lr_for(
     if method.name in table:
         return table[method.name]
     return family_default.get(method.family, family_default["other"])
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One run: a method (with a variant's hyper-parameters) on a task with a seed.
+
+    Attributes:
+        task: the task to train.
+        method: the method, as resolved by the suite.
+        seed: the seed of every global generator.
+        steps: optimizer steps (or rounds) to take.
+        smoke: the task's smoke form (tiny data).
+        variant: the label of the hyper-parameter variant (``""``: none).
+        overrides: the variant's hyper-parameters, fixed on top of the task's request.
+    """
+
+    task: Task[Any]
+    method: BenchMethod
+    seed: int
+    steps: int
+    smoke: bool = False
+    variant: str = ""
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """``method (variant) seed N`` for progress text."""
+        shown = f"{self.method.name} {self.variant}" if self.variant else self.method.name
+        return f"{self.task.name} {shown} seed {self.seed}"
