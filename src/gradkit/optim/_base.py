@@ -89,13 +89,12 @@ class GradkitOptimizer(torch.optim.Optimizer):
 
     Every subclass accepts these keyword arguments besides its own hyper-parameters:
 
-    Args:
-        maximize: maximize the objective instead of minimizing it (default False).
-        foreach: the ``torch._foreach`` implementation (the default when ``None``); ``False``
-            runs the for-loop reference.
-        fused: the single compiled-graph implementation (``torch.compile``; default off).
-        nonfinite: ``"raise"`` (default), ``"skip"`` or ``"ignore"``: the policy for NaN/inf
-            gradients.
+    * ``maximize``: maximize the objective instead of minimizing it (default False).
+    * ``foreach``: the ``torch._foreach`` implementation (the default when ``None``); ``False``
+      runs the for-loop reference.
+    * ``fused``: the single compiled-graph implementation (``torch.compile``; default off).
+    * ``nonfinite``: ``"raise"`` (default), ``"skip"`` or ``"ignore"``: the policy for NaN/inf
+      gradients.
     """
 
     #: Per-param state tensors, zero-initialised like the param, besides ``step``.
