@@ -90,7 +90,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="compare optimizers on a benchmark suite and write a report",
         description="Run a benchmark suite and write report.md, results.json and loss-curve "
         "plots into a report folder (written atomically).",
-        epilog=f"suites: {', '.join(suite_names())}. See docs/bench.md for tasks and verdicts.",
+        epilog=(
+            f"suites: {', '.join(suite_names())}. `gradkit list` shows each suite's tasks and "
+            "default methods. Tasks, verdicts and the results.json schema are documented in the "
+            "user guide (docs/bench.md in the source repository; `bash scripts/docs.sh` builds "
+            "the site)."
+        ),
     )
     p.add_argument("--suite", default="default", help="suite to run (default: %(default)s)")
     p.add_argument(

@@ -12,7 +12,19 @@ from typing import Any
 __all__ = ["OPTIONAL_PACKAGES", "add_parser", "gather_env", "render_env"]
 
 #: Optional dependencies whose versions are reported (distribution names).
-OPTIONAL_PACKAGES = ("tqdm", "matplotlib", "scikit-learn")
+OPTIONAL_PACKAGES = (
+    "tqdm",
+    "matplotlib",
+    "scikit-learn",  # the bench extra
+    "phe",
+    "gmpy2",  # the he extra (Paillier)
+    "flwr",
+    "ray",
+    "pandas",  # the fed extra (Flower simulation)
+    "mkdocs",
+    "mkdocs-material",
+    "mkdocstrings",  # the docs site (dev extra)
+)
 
 
 def _usable_cpus() -> int | None:
