@@ -63,7 +63,12 @@ def directional_sharpness(
         params: the tensors :math:`\theta` the Hessian is taken with respect to.
         direction: :math:`v`, one tensor per param with the param's shape (e.g. the update
             ``θ_new − θ_old`` from :func:`step_direction`).
-        normalize: divide by :math:`\lVert v\rVert^2` (default).
+        normalize: ``True`` (default) divides by :math:`\lVert v\rVert^2`: the curvature
+            along the *unit* direction, independent of the step's length, so directions of
+            different optimizers and steps compare (the paper's directional sharpness).
+            ``False`` returns :math:`v^\top H v`, which grows with :math:`\lVert v\rVert^2`:
+            the second-order term of the loss change along a step :math:`v`
+            (:math:`\Delta L \approx g^\top v + \tfrac12 v^\top H v`).
 
     Returns:
         A 0-d tensor (detached), in the promoted dtype of ``direction`` (at least float32).

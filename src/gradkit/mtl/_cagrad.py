@@ -204,7 +204,12 @@ class CAGrad(Aggregator):
     projected gradient with restarts, then an exact solve on the support it finds (in the
     cases compared by hand it reached a lower objective than cvxpy). The all-zero output below
     ``norm_eps`` is TorchJD's rule; the official code adds 1e-4 to ``‖g_w‖`` instead. The
-    ``rescale`` default is the official NYUv2 code's; TorchJD does not rescale.
+    ``rescale`` default is the official NYUv2 code's; TorchJD does not rescale. Scale: the
+    official code multiplies the final ``d`` by ``K`` before writing it to ``.grad``
+    (``overwrite_grad``: "to match the sum loss"); gradkit, like TorchJD, returns ``d`` on the
+    scale of the *mean* gradient, so a learning rate tuned with the official code corresponds
+    to ``K`` times that learning rate here. All three ``rescale`` options (÷1, ÷(1+c²), ÷(1+c))
+    multiply ``d`` by a constant and so change only the effective step size, not the direction.
 
     Example:
         >>> import torch
