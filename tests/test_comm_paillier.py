@@ -84,8 +84,13 @@ def test_plan_is_tight_and_guards_overflow() -> None:
     plan = PackingPlan(2048, 2)  # 2-bit slots, sums up to 2
     with pytest.raises(ValueError, match=r"got \[0, 2\], allowed \[0, 1\]"):
         plan.pack([0, 2])
-    with pytest.raises(ValueError, match=r"a slot holds 3 > 2"):
+    with pytest.raises(ValueError, match=r"slot 0 holds 3 > 2 .*discard this round's update"):
         plan.unpack([3], 1)
+    # the encrypted frame states N in 32 bits: a larger N is refused before any struct error
+    with pytest.raises(
+        ValueError, match=r"Invalid num_clients: 1099511627776 \(must be <= 4294967295"
+    ):
+        PackingPlan(2048, 2**40)
     with pytest.raises(ValueError, match="a plaintext uses 2047 bits, the plan packs 2046"):
         plan.unpack([1 << 2046], 1)
 
@@ -337,6 +342,8 @@ def test_key_size_and_key_serialisation(holder: KeyHolder) -> None:
         encrypt_update(_clients(1, [(3,)], 0)[0], small, num_clients=2)
     with pytest.raises(TypeError, match="expected a phe PaillierPublicKey"):
         SecureAggregator("not a key")
+    with pytest.raises(ValueError, match="the modulus is even"):
+        SecureAggregator(SimpleNamespace(n=1 << 2047))
     data = public_key_bytes(holder.public_key)
     assert len(data) == 9 + 256
     assert load_public_key(data) == holder.public_key
@@ -374,3 +381,45 @@ def test_import_without_phe_gives_a_clear_error() -> None:
     )
     assert "IMPORT-ERROR" in out.stdout
     assert "pip install 'gradkit[he]'" in out.stdout
+
+
+def _malicious_pack(value: int) -> Callable[..., list[int]]:
+    """A client's PackingPlan.pack that writes ``value`` into vote slot 0 (no range check)."""
+
+    def pack(self: PackingPlan, values: object) -> list[int]:
+        ints = [int(v) for v in np.asarray(values).reshape(-1)]
+        if self.max_value == 1:  # the vote plan, not the scales
+            ints[0] = value
+        w, k = self.slot_bits, self.slots_per_ciphertext
+        return [
+            sum(v << (j * w) for j, v in enumerate(ints[c : c + k])) for c in range(0, len(ints), k)
+        ]
+
+    return pack
+
+
+def test_a_malicious_clients_vote_outside_0_1(
+    holder: KeyHolder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The threat model (README, docs/comm.md): honest clients. A client that encrypts 15 in a
+    # 0/1 slot is not seen by the server; the key holder refuses the aggregate when the slot
+    # exceeds N (saying why), but a smaller lie (5) decodes to a plausible, distorted count.
+    n, shape = 10, (8,)
+    honest = [
+        binarize([torch.linspace(-1.0, 1.0, 8) + 0.01 * k], threshold="zero") for k in range(n - 1)
+    ]
+    assert not any(bool(c.bits[0]) for c in honest)  # every honest vote in slot 0 is 0
+    frames = [encrypt_update(c, holder.public_key, num_clients=n) for c in honest]
+    for lie, refused in ((15, True), (5, False)):
+        with monkeypatch.context() as patch:
+            patch.setattr(PackingPlan, "pack", _malicious_pack(lie))
+            evil = encrypt_update(honest[0], holder.public_key, num_clients=n)
+        agg = SecureAggregator(holder.public_key).aggregate(
+            [*frames, evil], expected_shapes=[shape]
+        )
+        if refused:
+            with pytest.raises(ValueError, match=r"slot 0 holds 15 > 10 .*no range proofs"):
+                holder.decrypt_aggregate(agg, expected_shapes=[shape])
+        else:
+            got = holder.decrypt_aggregate(agg, expected_shapes=[shape])
+            assert int(got.plus_counts[0]) == lie  # accepted: the documented limitation

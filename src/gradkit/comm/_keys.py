@@ -63,6 +63,11 @@ def _modulus(public_key: Any, who: str) -> int:
         raise ValueError(
             f"Invalid public key for {who}: {n.bit_length()}-bit modulus (must be >= {MIN_KEY_BITS} bits)"
         )
+    if n % 2 == 0:
+        raise ValueError(
+            f"Invalid public key for {who}: the modulus is even (a Paillier modulus is the "
+            "product of two odd primes)"
+        )
     return n
 
 

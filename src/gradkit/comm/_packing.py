@@ -21,6 +21,10 @@ SCALE_FRAC_BITS = 40
 SCALE_VALUE_BITS = 72
 
 
+#: The largest client count an encrypted frame can state (a 32-bit field).
+MAX_CLIENTS = 2**32 - 1
+
+
 @dataclass(frozen=True)
 class PackingPlan:
     """How ``N`` clients' non-negative integers (each ``<= max_value``) share Paillier plaintexts.
@@ -61,6 +65,11 @@ class PackingPlan:
             raise ValueError(f"Invalid key_bits: {self.key_bits} (must be >= {MIN_KEY_BITS})")
         if self.num_clients < 1:
             raise ValueError(f"Invalid num_clients: {self.num_clients} (must be >= 1)")
+        if self.num_clients > MAX_CLIENTS:
+            raise ValueError(
+                f"Invalid num_clients: {self.num_clients} (must be <= {MAX_CLIENTS}: the "
+                "encrypted frame stores it in 32 bits)"
+            )
         if self.max_value < 1:
             raise ValueError(f"Invalid max_value: {self.max_value} (must be >= 1)")
         need = (self.num_clients * self.max_value).bit_length()
@@ -162,7 +171,14 @@ class PackingPlan:
             out = (bits @ (np.int64(1) << np.arange(w, dtype=np.int64)))[:count]
             big = [int(out.max())] if out.size and out.max() > limit else []
         if big:
-            raise ValueError(f"Corrupted or overflowed aggregate: a slot holds {big[0]} > {limit}")
+            slot = next(i for i, v in enumerate(out.tolist()) if int(v) == big[0])
+            raise ValueError(
+                f"Out-of-range aggregate: slot {slot} holds {big[0]} > {limit} (= clients × "
+                f"largest allowed value). A client encrypted a value outside [0, "
+                f"{self.max_value}] (malicious or corrupted: the protocol assumes honest clients "
+                "and has no range proofs), or more payloads were summed than the plan allows. "
+                "The aggregate was not used: discard this round's update and keep the model."
+            )
         return out
 
 
