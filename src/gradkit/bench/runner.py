@@ -168,6 +168,38 @@ def plan_trials(
     ]
 
 
+def check_curvature_refresh(task: Task[Any], methods: Sequence[BenchMethod]) -> None:
+    """Refuse a second-order method that would run without its curvature refresh.
+
+    A method whose optimizer class sets ``needs_curvature_refresh`` (SophiaG, SophiaH) is only
+    itself when its curvature estimate is refreshed every few steps (the official recipe: GNB
+    every k = 10 steps on a fresh batch, the sampled-label gradient clipped to 1.0); without a
+    refresh it silently runs as clipped sign-momentum under its own name. The task must call
+    the hook (:attr:`Task.supports_refresh`) and the method must carry one.
+
+    Raises:
+        BenchConfigError: naming the method and the task.
+    """
+    for method in methods:
+        cls = getattr(method, "cls", None)
+        if not getattr(cls, "needs_curvature_refresh", False):
+            continue
+        refresh = getattr(method, "refresh", None)
+        if refresh is None or not task.supports_refresh:
+            why = (
+                f"task {task.name!r} does not call a curvature refresh"
+                if not task.supports_refresh
+                else "no refresh hook is set for it in this suite"
+            )
+            raise BenchConfigError(
+                f"{method.name} needs a curvature refresh every few steps (the official recipe: "
+                f"GNB every 10 steps on a fresh batch, gradient clipped to 1.0), and {why}; "
+                "without it the method would run as clipped sign-momentum under its name. "
+                "Run it in the 'lm' suite (SophiaG), or give the method a refresh hook "
+                "(Method(refresh=..., refresh_every=...)) on a task that supports one."
+            )
+
+
 def _not_run(task: Task[Any], steps: int) -> TaskInfo:
     info = task.info(steps)
     return dataclasses.replace(
@@ -211,6 +243,7 @@ def run_tasks(
     plans = {}
     for task in tasks:
         chosen = [m for m in methods if applies is None or applies(task, m)]
+        check_curvature_refresh(task, chosen)
         plans[task.name] = plan_trials(
             task, chosen, seeds, steps or task.default_steps(smoke), smoke
         )

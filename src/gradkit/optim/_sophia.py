@@ -35,7 +35,7 @@ after a backward pass of the sampled-label loss (the official API) works too.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -120,6 +120,9 @@ class _Sophia(GradkitOptimizer):
     )
     _kernel = SOPHIA_KERNEL
     _state_names = ("exp_avg", "hessian")
+    #: The method is only itself with a curvature refresh every few steps (without one it runs
+    #: as clipped sign-momentum); ``gradkit bench`` refuses to run it where none is supplied.
+    needs_curvature_refresh: ClassVar[bool] = True
     #: Whether the curvature estimate is squared (SophiaG stores ĝ⊙ĝ) or used as is.
     _square_estimate = False
 

@@ -82,6 +82,9 @@ class Task(abc.ABC, Generic[M]):
     metrics: tuple[str, ...] = ()
     higher_is_better: ClassVar[Mapping[str, bool]] = {}
     optimum: float | None = None
+    #: Whether :meth:`run` calls a method's curvature ``refresh`` hook (a second-order method
+    #: such as Sophia is refused on tasks that do not).
+    supports_refresh: ClassVar[bool] = False
 
     @abc.abstractmethod
     def default_steps(self, smoke: bool) -> int:

@@ -291,6 +291,9 @@ def sophia_win_rate(optimizer: Any) -> float | None:
 class CharGPTTask(Task[Method]):
     """Train :class:`CharGPT` on the shipped text with one method and one learning rate.
 
+    Calls a method's curvature ``refresh`` every ``refresh_every`` steps on a separate batch
+    (:attr:`supports_refresh`).
+
     Args:
         name: task name.
         config: model size (the vocabulary size is filled in from the data).
@@ -300,6 +303,8 @@ class CharGPTTask(Task[Method]):
         hyperparams_for: ``(method, lr) → requested hyper-parameters`` (including ``"aux"`` for
             the AdamW side of routed methods).
     """
+
+    supports_refresh = True
 
     loss_name = "validation loss"
     deterministic = False
