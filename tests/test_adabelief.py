@@ -475,7 +475,16 @@ def test_foreach_matches_forloop_on_mixed_dtypes_and_steps() -> None:
             each, loop = each_opt.state[each_param][key], loop_opt.state[loop_param][key]
             torch.testing.assert_close(each, loop, **tol, msg=f"{loop_param.dtype} {key}")
     assert loop_opt.state[loop_params[2]]["exp_avg"].dtype == torch.float32  # float16 upcast
-    assert loop_opt.state[loop_params[3]]["exp_avg"].dtype == torch.bfloat16  # as the reference
+    # bfloat16: float32 state under upcast=True (the default); upcast=False keeps the
+    # reference's bfloat16 state (its float16 upcast is AdaBelief's own and stays)
+    assert loop_opt.state[loop_params[3]]["exp_avg"].dtype == torch.float32
+    native = [torch.zeros(2, dtype=d, requires_grad=True) for d in (torch.float16, torch.bfloat16)]
+    optimizer = AdaBelief(native, upcast=False)
+    for param in native:
+        param.grad = torch.ones_like(param)
+    optimizer.step()
+    assert optimizer.state[native[0]]["exp_avg"].dtype == torch.float32
+    assert optimizer.state[native[1]]["exp_avg"].dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize("impl", list(IMPLS))

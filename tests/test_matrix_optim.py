@@ -277,12 +277,19 @@ def test_aro_keeps_float32_rotation_for_bf16_params_through_a_checkpoint() -> No
         opt.step()
     rotation = opt.state[w]["rotation"]
     assert rotation.dtype == torch.float32
-    assert opt.state[w]["momentum_buffer"].dtype == torch.bfloat16
+    assert opt.state[w]["momentum_buffer"].dtype == torch.float32  # upcast=True (default)
     twin = nn.Parameter(w.detach().clone())
     other = ARO([twin], lr=0.01)
     other.load_state_dict(opt.state_dict())
     assert other.state[twin]["rotation"].dtype == torch.float32
     assert torch.equal(other.state[twin]["rotation"], rotation)
+    assert other.state[twin]["momentum_buffer"].dtype == torch.float32
+    native = nn.Parameter(w.detach().clone())
+    torch_like = ARO([native], lr=0.01, upcast=False)
+    native.grad = torch.randn(4, 8, generator=gen).to(torch.bfloat16)
+    torch_like.step()
+    assert torch_like.state[native]["momentum_buffer"].dtype == torch.bfloat16
+    assert torch_like.state[native]["rotation"].dtype == torch.float32
 
 
 def test_aro_columns_rotation_acts_on_the_transpose() -> None:

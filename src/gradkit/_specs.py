@@ -115,6 +115,9 @@ class OptimizerSpec(MethodSpec):
             params go to an AdamW group); the bench routes a model's params accordingly.
         bench_suites: the ``gradkit bench`` suites that run this method by default.
         search_space: the tuning search space (``None``: the bench's default for optimizers).
+        low_precision: float16/bfloat16 params keep float32 state and stay finite (the
+            conformance suite then checks them against a float32 run); ``torch.optim``'s
+            Adam-like classes do not (their float16 state overflows).
     """
 
     family: ClassVar[str] = "optimizer"
@@ -136,6 +139,7 @@ class OptimizerSpec(MethodSpec):
     matrix: bool = False
     bench_suites: tuple[str, ...] = ()
     search_space: SearchSpace | None = None
+    low_precision: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -303,7 +303,7 @@ class AdaBelief(GradkitOptimizer):
         amsgrad: bool = False, weight_decouple: bool = True, fixed_decay: bool = False,
         rectify: bool = True, degenerated_to_sgd: bool = True, print_change_log: bool = True,
         *, maximize: bool = False, foreach: bool | None = None, fused: bool | None = None,
-        nonfinite: str = "raise",
+        nonfinite: str = "raise", upcast: bool = True,
     ) -> None:  # fmt: skip
         check.boolean("print_change_log", print_change_log)
         super().__init__(params, hyperparams(locals(), exclude=["print_change_log"]))

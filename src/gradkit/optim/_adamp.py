@@ -230,7 +230,7 @@ class AdamP(GradkitOptimizer):
         betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
         delta: float = 0.1, wd_ratio: float = 0.1, nesterov: bool = False,
         *, maximize: bool = False, foreach: bool | None = None, fused: bool | None = None,
-        nonfinite: str = "raise",
+        nonfinite: str = "raise", upcast: bool = True,
     ) -> None:  # fmt: skip
         super().__init__(params, hyperparams(locals()))
 
@@ -324,7 +324,7 @@ class SGDP(GradkitOptimizer):
         dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
         eps: float = 1e-8, delta: float = 0.1, wd_ratio: float = 0.1,
         *, project_buffer: bool = True, maximize: bool = False, foreach: bool | None = None,
-        fused: bool | None = None, nonfinite: str = "raise",
+        fused: bool | None = None, nonfinite: str = "raise", upcast: bool = True,
     ) -> None:  # fmt: skip
         super().__init__(params, hyperparams(locals()))
 

@@ -239,7 +239,7 @@ class ARO(MatrixOptimizer):
         *, base: str = "sinkhorn", sinkhorn_iters: int = 5, update_scale: str = "rms",
         target_rms: float = 0.2, rotate: str = "smaller", use_matrix_update: bool = True,
         maximize: bool = False, foreach: bool | None = None, fused: bool | None = None,
-        nonfinite: str = "raise",
+        nonfinite: str = "raise", upcast: bool = True,
     ) -> None:  # fmt: skip
         super().__init__(params, hyperparams(locals()))
 
@@ -267,7 +267,11 @@ class ARO(MatrixOptimizer):
         if "step" not in state:
             state["step"] = torch.tensor(0, dtype=torch.int64)
         if "momentum_buffer" not in state:
-            state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            state["momentum_buffer"] = torch.zeros_like(
+                param,
+                dtype=self._state_dtype(param, group, "momentum_buffer"),
+                memory_format=torch.preserve_format,
+            )
         if "rotation" not in state:
             rows = param.shape[0]
             cols = param.numel() // rows if rows else 0

@@ -80,6 +80,10 @@ def _bool_hyperparams(init: Callable[..., None]) -> frozenset[str]:
     return frozenset(p.name for p in parameters if isinstance(p.default, bool))
 
 
+#: Param dtypes whose state and update arithmetic run in float32 under ``upcast=True``.
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
 class NonFiniteGradientError(ValueError):
     """A gradient contains NaN or ±inf and the group's policy is ``nonfinite="raise"``."""
 
@@ -95,6 +99,12 @@ class GradkitOptimizer(torch.optim.Optimizer):
     * ``fused``: the single compiled-graph implementation (``torch.compile``; default off).
     * ``nonfinite``: ``"raise"`` (default), ``"skip"`` or ``"ignore"``: the policy for NaN/inf
       gradients.
+    * ``upcast``: ``True`` (default): for float16/bfloat16 params the state is kept in float32
+      and the update is computed in float32 on copies of the param and its gradient, then
+      rounded once into the param (memory: 4 bytes per state element instead of 2, plus a
+      float32 copy of each low-precision param and gradient during the step). ``False``:
+      torch's convention, state and arithmetic in the param's dtype (Adam-like methods then
+      overflow float16: ``g²`` of ordinary gradients underflows and ``1/√v`` explodes).
     """
 
     #: Per-param state tensors, zero-initialised like the param, besides ``step``.
@@ -266,7 +276,10 @@ class GradkitOptimizer(torch.optim.Optimizer):
         return tuple(param.shape)
 
     def _state_dtype(self, param: torch.Tensor, group: Mapping[str, Any], name: str) -> torch.dtype:
-        """The dtype state tensor ``name`` is kept in (torch's default: the param's)."""
+        """The dtype state tensor ``name`` is kept in: ``float32`` for float16/bfloat16 params
+        under ``upcast=True`` (the default), else the param's (torch's convention)."""
+        if param.dtype in LOW_PRECISION and group.get("upcast", True):
+            return torch.float32
         return param.dtype
 
     def _init_state(self, param: torch.Tensor, group: Mapping[str, Any]) -> dict[str, Any]:
@@ -275,7 +288,11 @@ class GradkitOptimizer(torch.optim.Optimizer):
             state["step"] = torch.tensor(0, dtype=torch.int64)
         for name in self._state_names_for(group):
             if name not in state:  # also fills a buffer a newly enabled flag needs
-                state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                state[name] = torch.zeros_like(
+                    param,
+                    dtype=self._state_dtype(param, group, name),
+                    memory_format=torch.preserve_format,
+                )
         return state
 
     # ------------------------------------------------------------------ step
@@ -421,6 +438,13 @@ class GradkitOptimizer(torch.optim.Optimizer):
         impl: str,
     ) -> None:
         """Apply the method's update to ``params`` (``steps`` are already incremented)."""
-        lists = [params, grads, *(state[name] for name in self._state_names_for(group))]
+        upcast = group.get("upcast", True) and any(p.dtype in LOW_PRECISION for p in params)
+        work = [p.float() if upcast and p.dtype in LOW_PRECISION else p for p in params]
+        if upcast:  # the math in float32 on copies; the result is rounded once into the param
+            grads = [g.float() if g.dtype in LOW_PRECISION else g for g in grads]
+        lists = [work, grads, *(state[name] for name in self._state_names_for(group))]
         args = self._kernel_args(group, steps, impl)
         self._kernel_for(group)(lists, args, impl, maximize=group["maximize"])
+        for param, computed in zip(params, work, strict=True):
+            if computed is not param:
+                param.copy_(computed)

@@ -115,7 +115,7 @@ class DiffGrad(GradkitOptimizer):
         self, params: ParamsT, lr: float | torch.Tensor = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
         *, maximize: bool = False, foreach: bool | None = None, fused: bool | None = None,
-        nonfinite: str = "raise",
+        nonfinite: str = "raise", upcast: bool = True,
     ) -> None:  # fmt: skip
         super().__init__(params, hyperparams(locals()))
 

@@ -22,7 +22,7 @@ def optimizer_entry(
         paper=cls.paper,
         summary=summary,
         configs=configs,
-        **fields,
+        **{"low_precision": True, **fields},
     )
 
 

@@ -113,7 +113,7 @@ class SinkGD(MatrixOptimizer):
         self, params: ParamsT, lr: float | torch.Tensor = 1e-3, sinkhorn_iters: int = 5,
         weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
         *, use_matrix_update: bool = True, maximize: bool = False, foreach: bool | None = None,
-        fused: bool | None = None, nonfinite: str = "raise",
+        fused: bool | None = None, nonfinite: str = "raise", upcast: bool = True,
     ) -> None:  # fmt: skip
         super().__init__(params, hyperparams(locals()))
 

@@ -292,7 +292,7 @@ class SophiaG(_Sophia):
         self, params: ParamsT, lr: float | torch.Tensor = 1e-4,
         betas: tuple[float, float] = (0.965, 0.99), rho: float = 0.04, weight_decay: float = 0.1,
         *, bs: float = 5120, maximize: bool = False, foreach: bool | None = None,
-        fused: bool | None = None, nonfinite: str = "raise",
+        fused: bool | None = None, nonfinite: str = "raise", upcast: bool = True,
     ) -> None:  # fmt: skip
         self._bs_override: float | None = None
         super().__init__(params, hyperparams(locals()))
@@ -403,7 +403,7 @@ class SophiaH(_Sophia):
         betas: tuple[float, float] = (0.96, 0.99), gamma: float = 0.01, eps: float = 1e-12,
         weight_decay: float = 0.0,
         *, maximize: bool = False, foreach: bool | None = None, fused: bool | None = None,
-        nonfinite: str = "raise",
+        nonfinite: str = "raise", upcast: bool = True,
     ) -> None:  # fmt: skip
         super().__init__(params, hyperparams(locals()))
 

@@ -176,7 +176,7 @@ class SWAN(MatrixOptimizer):
         weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
         *, square: str = "pinv", rescale: bool = True, use_matrix_update: bool = True,
         maximize: bool = False, foreach: bool | None = None, fused: bool | None = None,
-        nonfinite: str = "raise",
+        nonfinite: str = "raise", upcast: bool = True,
     ) -> None:  # fmt: skip
         super().__init__(params, hyperparams(locals()))
 

@@ -29,6 +29,7 @@ from gradkit.testing._optimizer_numerics import (
     check_configs_have_no_impl_flags,
     check_goes_right_direction,
     check_impl_matches_forloop,
+    check_low_precision_params,
     check_tensor_lr,
 )
 
@@ -41,6 +42,7 @@ __all__ = [
     "check_error_inputs",
     "check_goes_right_direction",
     "check_impl_matches_forloop",
+    "check_low_precision_params",
     "check_no_grad_step_is_noop",
     "check_nonfinite_policy",
     "check_optimizer",
@@ -66,6 +68,7 @@ def conformance_checks(
         ("foreach_matches_forloop", lambda: check_impl_matches_forloop(spec, "foreach")),
         ("checkpoint_resumes_exactly", lambda: check_checkpoint_resumes_exactly(spec)),
         ("tensor_lr", lambda: check_tensor_lr(spec)),
+        ("low_precision_params", lambda: check_low_precision_params(spec)),
         ("param_groups", lambda: check_param_groups(spec)),
         ("add_param_group", lambda: check_add_param_group(spec)),
         ("no_grad_step_is_noop", lambda: check_no_grad_step_is_noop(spec)),

@@ -17,7 +17,7 @@ from gradkit.testing._problems import TinyConvNet
 
 #: Flags that every gradkit optimizer gained after the first checkpoints could exist; a
 #: checkpoint without them must still load.
-GRADKIT_LATE_FLAGS = ("nonfinite",)
+GRADKIT_LATE_FLAGS = ("nonfinite", "upcast")
 
 
 def make_optimizer(

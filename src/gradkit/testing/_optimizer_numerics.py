@@ -16,6 +16,7 @@ import torch
 from gradkit._specs import OptimizerSpec
 from gradkit.testing._harness import (
     GRADKIT_LATE_FLAGS,
+    assert_close,
     assert_lockstep,
     assert_same,
     configs_of,
@@ -34,6 +35,7 @@ __all__ = [
     "check_configs_have_no_impl_flags",
     "check_goes_right_direction",
     "check_impl_matches_forloop",
+    "check_low_precision_params",
     "check_tensor_lr",
 ]
 
@@ -203,3 +205,53 @@ def check_tensor_lr(spec: OptimizerSpec) -> None:
             float_state,
             f"{spec.name} ({impl}): tensor lr vs float lr",
         )
+
+
+def check_low_precision_params(spec: OptimizerSpec) -> None:
+    """float16 and bfloat16 params (for specs with ``low_precision``): 4 steps stay finite, keep
+    every floating state tensor in float32 and follow a float32 run on the same numbers to
+    within the dtype's rounding (second-order methods: finiteness and state dtype only)."""
+    if not spec.low_precision:
+        return
+    for dtype, tol in ((torch.float16, 4e-3), (torch.bfloat16, 2e-2)):
+        for config in configs_of(spec):
+            runs = []
+            for run_dtype in (dtype, torch.float32):
+                torch.manual_seed(0)  # the same curvature probes (Hutchinson) in both runs
+                gen = torch.Generator().manual_seed(0)
+                # both runs see the same (low-precision representable) numbers, so they differ
+                # only by the low-precision run's rounding of its result
+                start = [torch.randn(6, 4, generator=gen), torch.randn(4, generator=gen)]
+                start = [p.to(dtype).float() for p in start]
+                params = [p.to(run_dtype).requires_grad_() for p in start]
+                optimizer = make_optimizer(spec, params, config)
+                for step in range(4):
+                    grads = [
+                        (1e-3 * torch.randn(p.shape, generator=gen)).to(dtype).float()
+                        for p in start
+                    ]
+                    for p, g in zip(params, grads, strict=True):
+                        p.grad = g.to(run_dtype)
+                    if spec.hessian_refresh is not None:
+                        spec.hessian_refresh(
+                            optimizer, lambda ps=params: sum((p.float() ** 2).sum() for p in ps)
+                        )
+                    optimizer.step()
+                    del step
+                runs.append((params, optimizer))
+            (low, optimizer), (reference, _) = runs
+            for index, (p, ref) in enumerate(zip(low, reference, strict=True)):
+                what = f"{spec.name} {config} {dtype} param {index}"
+                if not bool(torch.isfinite(p).all()):
+                    raise AssertionError(f"{what}: became non-finite")
+                if spec.hessian_refresh is None:
+                    # (a curvature estimate drawn in the param's dtype differs by rounding, and
+                    # near Sophia's clipping boundary that flips whole coordinates: compared
+                    # for finiteness and state dtype only)
+                    assert_close(
+                        p.detach().float(), ref.detach(), what, exact=False, rtol=tol, atol=tol
+                    )
+                for key, value in optimizer.state[p].items():
+                    floating = isinstance(value, torch.Tensor) and value.is_floating_point()
+                    if key != "step" and floating and value.dtype != torch.float32:
+                        raise AssertionError(f"{what}: state {key!r} is {value.dtype}, not float32")
