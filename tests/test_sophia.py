@@ -514,3 +514,29 @@ def test_win_rate_counts_unclipped_coordinates() -> None:
         hessian=torch.tensor([1.0, 1.0, 0.0, 3.0], dtype=DT),
     )  # ρ·bs·h = [1, 1, 0, 3]: unclipped where |m| < that: coordinates 0 and 3
     assert opt.win_rate() == 0.5
+
+
+def test_sophia_refresh_clips_like_the_official_recipe_by_default() -> None:
+    # issue 11 item 6: the default was max_grad_norm=None; the official train_sophiag.py clips
+    # the sampled-label gradient to norm 1.0 before update_hessian
+    from gradkit.optim import SophiaG, sophia_refresh
+
+    def hessian(**kwargs: Any) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(6, 5)
+        with torch.no_grad():
+            model.weight.mul_(1e-3)  # moderate logits of large inputs: a gradient norm >> 1
+        opt = SophiaG(model.parameters(), bs=12)
+        x = 1e3 * torch.randn(3, 4, 6, generator=torch.Generator().manual_seed(1))
+        sophia_refresh(opt, logits=model(x), generator=torch.Generator().manual_seed(2), **kwargs)
+        return opt.state[model.weight]["hessian"].clone()
+
+    default, official, unclipped = (
+        hessian(),
+        hessian(max_grad_norm=1.0),
+        hessian(max_grad_norm=None),
+    )
+    assert torch.equal(default, official)
+    assert not torch.allclose(default, unclipped)
+    with pytest.raises(ValueError, match="Invalid max_grad_norm: 'paper'"):
+        hessian(max_grad_norm="paper")

@@ -30,13 +30,17 @@ def _clip_total_norm(grads: list[torch.Tensor | None], max_norm: float) -> None:
         g.mul_(coefficient.to(g.dtype))
 
 
+#: The GNB gradient's clipping norm in the official recipe (``train_sophiag.py``).
+OFFICIAL_MAX_GRAD_NORM = 1.0
+
+
 def sophia_refresh(
     optimizer: SophiaG | SophiaH,
     *,
     logits: torch.Tensor | None = None,
     loss: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    max_grad_norm: float | None = None,
+    max_grad_norm: float | str | None = "official",
     n_samples: int = 1,
     distribution: str = "gaussian",
 ) -> torch.Tensor:
@@ -54,7 +58,7 @@ def sophia_refresh(
       estimator ``u⊙Hu`` (SophiaH only: SophiaG's units are those of GNB).
 
     Call it every ``k`` steps (the official recipe: ``k = 10``, after that iteration's step, on
-    a fresh batch, with ``max_grad_norm=1.0``).
+    a fresh batch; ĝ is clipped to norm 1.0 by default, as in that recipe).
 
     Paper: Liu et al., *Sophia*, ICLR 2024, arXiv:2305.14342 (Algorithms 1–3). Reference
     implementation: the GNB refresh of the official ``train_sophiag.py`` (Liuhong99/Sophia
@@ -66,8 +70,10 @@ def sophia_refresh(
         optimizer: a :class:`SophiaG` or :class:`SophiaH`.
         logits / loss: see above.
         generator: random generator for label sampling / Hutchinson probes.
-        max_grad_norm: clip ĝ to this total norm before squaring (GNB only; the official
-            recipe uses 1.0; ``None``: no clipping).
+        max_grad_norm: clip ĝ to this total norm before squaring (GNB only).
+            ``"official"`` (default): 1.0 for GNB, as the official ``train_sophiag.py`` clips
+            (no clipping for Hutchinson, which the recipe does not clip); a float: that norm
+            (GNB only); ``None``: no clipping (gradkit's default before 0.2).
         n_samples / distribution: Hutchinson probes (see
             :func:`~gradkit.transforms.hutchinson_diagonal`).
 
@@ -90,14 +96,19 @@ def sophia_refresh(
         )
     if (logits is None) == (loss is None):
         raise ValueError("sophia_refresh: pass exactly one of logits= (GNB) or loss= (Hutchinson)")
-    if max_grad_norm is not None:
+    official = isinstance(max_grad_norm, str)
+    if official and max_grad_norm != "official":
+        raise ValueError(
+            f"Invalid max_grad_norm: {max_grad_norm!r} (a positive number, None or 'official')"
+        )
+    if max_grad_norm is not None and not official:
         check.positive("max_grad_norm", max_grad_norm)
     params = optimizer._all_params()
     name = type(optimizer).__name__
     if logits is not None:
         grads, positions, sampled_loss = gnb_gradient(logits, params, generator=generator)
         if max_grad_norm is not None:
-            _clip_total_norm(grads, float(max_grad_norm))
+            _clip_total_norm(grads, OFFICIAL_MAX_GRAD_NORM if official else float(max_grad_norm))
         if isinstance(optimizer, SophiaG):
             mismatched = sorted(
                 {float(g["bs"]) for g in optimizer.param_groups if float(g["bs"]) != positions}
@@ -120,7 +131,7 @@ def sophia_refresh(
             f"sophia_refresh: {name} uses the Gauss–Newton–Bartlett estimator; pass logits= "
             "(use SophiaH for the Hutchinson estimator on a loss)"
         )
-    if max_grad_norm is not None:
+    if max_grad_norm is not None and not official:
         raise ValueError("sophia_refresh: max_grad_norm applies to the GNB estimator only")
     estimates = hutchinson_diagonal(
         loss, params, n_samples=n_samples, distribution=distribution, generator=generator
