@@ -141,7 +141,9 @@ def sophia_refresh(
 
 
 def _probe_seed(optimizer: torch.optim.Optimizer, shape: torch.Size) -> int:
-    steps = [int(s["step"]) for s in optimizer.state.values() if "step" in s]
+    steps = [
+        int(s["step"]) for s in optimizer.state.values() if isinstance(s, dict) and "step" in s
+    ]
     return (
         7919 * (max(steps) if steps else 0)
         + 104729 * len(shape)

@@ -32,6 +32,12 @@ from gradkit.testing._optimizer_numerics import (
     check_low_precision_params,
     check_tensor_lr,
 )
+from gradkit.testing._optimizer_torch import (
+    check_foreach_under_no_grad,
+    check_hooks,
+    check_load_onto_another_dtype,
+    check_lr_only_in_param_groups,
+)
 
 __all__ = [
     "check_add_param_group",
@@ -40,9 +46,13 @@ __all__ = [
     "check_configs_have_no_impl_flags",
     "check_deepcopy_and_repr",
     "check_error_inputs",
+    "check_foreach_under_no_grad",
     "check_goes_right_direction",
+    "check_hooks",
     "check_impl_matches_forloop",
+    "check_load_onto_another_dtype",
     "check_low_precision_params",
+    "check_lr_only_in_param_groups",
     "check_no_grad_step_is_noop",
     "check_nonfinite_policy",
     "check_optimizer",
@@ -76,6 +86,10 @@ def conformance_checks(
         ("error_inputs", lambda: check_error_inputs(spec)),
         ("nonfinite_policy", lambda: check_nonfinite_policy(spec)),
         ("closure", lambda: check_closure(spec)),
+        ("hooks", lambda: check_hooks(spec)),
+        ("load_onto_another_dtype", lambda: check_load_onto_another_dtype(spec)),
+        ("lr_only_in_param_groups", lambda: check_lr_only_in_param_groups(spec)),
+        ("foreach_under_no_grad", lambda: check_foreach_under_no_grad(spec)),
     ]
     if fused and "fused" in spec.supported_impls:
         checks.append(
