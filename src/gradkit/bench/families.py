@@ -13,14 +13,13 @@ and records them as it does optimizers.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 
-from gradkit.bench.methods import BASELINES, BenchMethod, Method
+from gradkit.bench.methods import BASELINES, BenchMethod, Method, constructor_keywords
 
 __all__ = ["AggregatorMethod", "StrategyMethod", "TaskBaseline", "as_function"]
 
@@ -100,13 +99,8 @@ class AggregatorMethod(BenchMethod):
     def build_aggregator(self, options: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
         """An aggregator instance built with the ``options`` its constructor accepts; returns
         it and the keyword arguments actually passed."""
-        params: Mapping[str, inspect.Parameter]
-        try:
-            params = inspect.signature(self.cls).parameters
-        except (TypeError, ValueError):
-            params = {}
-        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        used = {k: v for k, v in options.items() if takes_any or k in params}
+        accepted = constructor_keywords(self.cls)
+        used = {k: v for k, v in options.items() if accepted is None or k in accepted}
         return self.cls(**used), used
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "BenchMethod",
     "Method",
     "available_methods",
+    "constructor_keywords",
     "registry_methods",
     "resolve_method",
     "resolve_methods",
@@ -73,6 +74,22 @@ class BenchMethod(abc.ABC):
         if not overrides:
             return self
         raise TypeError(f"{self.kind} method {self.name!r} takes no hyper-parameter variants")
+
+
+def constructor_keywords(cls: type) -> frozenset[str] | None:
+    """Keyword names ``cls``'s constructor accepts, besides ``self`` and ``params`` (``None``
+    when it takes ``**kwargs`` or has no inspectable signature)."""
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return None
+    names = set()
+    for p in sig.parameters.values():
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            return None
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
+            names.add(p.name)
+    return frozenset(names - {"self", "params"})
 
 
 @dataclass(frozen=True)
@@ -125,19 +142,7 @@ class Method(BenchMethod):
     @cached_property
     def accepted(self) -> frozenset[str] | None:
         """Keyword names the constructor accepts (``None`` if it takes ``**kwargs``)."""
-        try:
-            sig = inspect.signature(self.cls.__init__)
-        except (TypeError, ValueError):
-            return None
-        names = set()
-        for p in sig.parameters.values():
-            if p.kind is inspect.Parameter.VAR_KEYWORD:
-                return None
-            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
-                names.add(p.name)
-        names.discard("self")
-        names.discard("params")
-        return frozenset(names)
+        return constructor_keywords(self.cls)
 
     def accepts(self, keyword: str) -> bool:
         """Whether the constructor takes ``keyword`` (``lr`` is always assumed)."""

@@ -215,33 +215,44 @@ def verdict_not_worse(
         ...                   quantity="accuracy", atol=0.005).verdict
         'does not hold'
     """
-    sign = -1.0 if higher_is_better else 1.0
-    flip = [None if v is None else sign * v for v in a]
-    flop = [None if v is None else sign * v for v in b]
-    c = compare_groups(flip, flop, atol=atol, deterministic=deterministic)
-    if c.outcome in ("lower", "tie"):
+    c = _compare_oriented(a, b, higher_is_better, atol=atol, deterministic=deterministic)
+    if c.outcome in ("better", "tie"):
         outcome = "holds"
-    elif c.outcome == "higher":
+    elif c.outcome == "worse":
         outcome = "does not hold"
     else:
         outcome = "inconclusive"
-    # Report in the original orientation.
-    shown = Comparison(
-        c.outcome,
-        summarize(a),
-        summarize(b),
-        None if c.diff is None else sign * c.diff,
-        c.margin,
-        c.reason,
-    )
     return Verdict(
         claim=claim,
         paper=paper,
         verdict=outcome,
-        evidence=_describe(name_a, name_b, quantity, shown),
+        evidence=_describe(name_a, name_b, quantity, c),
         tasks=tuple(tasks),
-        numbers=_numbers(key, name_a, name_b, shown),
+        numbers=_numbers(key, name_a, name_b, c),
     )
+
+
+def _compare_oriented(
+    a: Sequence[float | None],
+    b: Sequence[float | None],
+    higher_is_better: bool,
+    *,
+    atol: float,
+    deterministic: bool = False,
+) -> Comparison:
+    """:func:`compare_groups` on a quantity of either direction: the outcome is ``"better"``,
+    ``"worse"``, ``"tie"`` or ``"unknown"`` for ``a``; means and ``diff`` keep the original
+    orientation (for the evidence text)."""
+    sign = -1.0 if higher_is_better else 1.0
+    c = compare_groups(
+        [None if v is None else sign * v for v in a],
+        [None if v is None else sign * v for v in b],
+        atol=atol,
+        deterministic=deterministic,
+    )
+    outcome = {"lower": "better", "higher": "worse"}.get(c.outcome, c.outcome)
+    diff = None if c.diff is None else sign * c.diff
+    return Comparison(outcome, summarize(a), summarize(b), diff, c.margin, c.reason)
 
 
 def combine(claim: str, paper: str, parts: Sequence[Verdict]) -> Verdict:
@@ -302,18 +313,9 @@ def verdict_more(
         ...              quantity="accuracy", atol=0.005).verdict
         'holds'
     """
-    c = compare_groups(
-        [None if v is None else -v for v in a], [None if v is None else -v for v in b], atol=atol
-    )
-    verdict = {"lower": "holds", "higher": "does not hold"}.get(c.outcome, "inconclusive")
-    ma = None if c.a.mean is None else -c.a.mean
-    mb = None if c.b.mean is None else -c.b.mean
-    text = f"{quantity}: {name_a} {format_number(ma)} vs {name_b} {format_number(mb)}"
-    if c.diff is not None:
-        text += f" (diff {format_number(-c.diff, 3)}"
-        text += f", margin {format_number(c.margin, 2)})" if c.margin is not None else ")"
-    if c.reason:
-        text += f" — {c.reason}"
-    numbers = {name_a: ma, name_b: mb, "diff": None if c.diff is None else -c.diff}
-    numbers["margin"] = c.margin
-    return Verdict(claim, paper, verdict, text, tuple(tasks), numbers)
+    c = _compare_oriented(a, b, higher_is_better=True, atol=atol)
+    verdict = {"better": "holds", "worse": "does not hold"}.get(c.outcome, "inconclusive")
+    return Verdict(
+        claim, paper, verdict, _describe(name_a, name_b, quantity, c), tuple(tasks),
+        _numbers("", name_a, name_b, c),
+    )  # fmt: skip
