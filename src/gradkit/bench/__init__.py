@@ -25,7 +25,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from gradkit.bench.api import compare
@@ -78,10 +78,11 @@ def run_suite(
     progress: bool = False,
     num_threads: int | str | None = "auto",
     out: str | os.PathLike[str] | None = None,
-    on_record: Callable[[Record], None] | None = None,
+    trials: int | None = None,
 ) -> BenchResults:
-    """Run a registered suite (see :meth:`Suite.run` for the arguments); with ``out``, also
-    write the report folder there."""
+    """Run a registered suite under the tuning protocol (see :meth:`Suite.run` for the
+    arguments, ``trials`` included); with ``out``, also write the report folder there (the
+    study stays in memory; ``gradkit bench`` keeps it in ``<out>/study.db``)."""
     results = get_suite(suite).run(
         optimizers=optimizers,
         tasks=tasks,
@@ -90,7 +91,7 @@ def run_suite(
         smoke=smoke,
         progress=progress,
         num_threads=num_threads,
-        on_record=on_record,
+        trials=trials,
     )
     if out is not None:
         write_report(results, out)

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from gradkit._specs import SearchSpace
 from gradkit.bench.errors import BenchConfigError, unknown_name
 
 __all__ = [
@@ -75,6 +76,12 @@ class BenchMethod(abc.ABC):
             return self
         raise TypeError(f"{self.kind} method {self.name!r} takes no hyper-parameter variants")
 
+    def tuning_space(self) -> SearchSpace | None:
+        """What the equal-budget tuning draws this method's hyper-parameters from (its
+        :class:`~gradkit.registry.SearchSpace`); ``None``: nothing to tune, the method runs
+        with the hyper-parameters its task gives it."""
+        return None
+
 
 def constructor_keywords(cls: type) -> frozenset[str] | None:
     """Keyword names ``cls``'s constructor accepts, besides ``self`` and ``params`` (``None``
@@ -115,6 +122,8 @@ class Method(BenchMethod):
             group dicts) to the param groups the optimizer is built with; set for registry
             entries whose :attr:`~gradkit.registry.OptimizerSpec.param_groups_fn` is set (the
             matrix optimizers route 1-D parameters to AdamW by ``ndim``).
+        search_space: the tuning search space (the registry entry's; ``None``: the default,
+            see :meth:`tuning_space`).
     """
 
     name: str
@@ -127,8 +136,16 @@ class Method(BenchMethod):
     refresh: Callable[[Any, torch.nn.Module, Any], None] | None = field(default=None, compare=False)
     refresh_every: int = 0
     param_groups_fn: Callable[[Any], Any] | None = field(default=None, compare=False)
+    search_space: SearchSpace | None = field(default=None, compare=False)
 
     kind: ClassVar[str] = "optimizer"
+
+    def tuning_space(self) -> SearchSpace:
+        """:attr:`search_space`, or :data:`~gradkit.bench.search.DEFAULT_SPACE` (log-uniform
+        lr in [1e-4, 1]) when the method declares none."""
+        from gradkit.bench.search import DEFAULT_SPACE
+
+        return self.search_space if self.search_space is not None else DEFAULT_SPACE
 
     def __post_init__(self) -> None:
         if self.routing not in ROUTINGS:
@@ -267,6 +284,7 @@ def registry_methods() -> tuple[dict[str, Method], str | None]:
             spec.paper,
             routing="groups" if spec.matrix else None,
             param_groups_fn=spec.param_groups_fn,
+            search_space=spec.search_space,
         )
     return out, None
 

@@ -84,19 +84,21 @@ __all__ = [
     "Record",
     "RunSettings",
     "TaskInfo",
+    "TuningSummary",
     "Verdict",
 ]
 
 #: Version of the ``results.json`` layout written by :meth:`BenchResults.to_dict`.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-#: Versions :meth:`BenchResults.from_dict` reads (version 1 has no record ``artifacts``).
-READABLE_VERSIONS = (1, 2)
+#: Versions :meth:`BenchResults.from_dict` reads (version 1 has no record ``artifacts``,
+#: version 2 no tuning).
+READABLE_VERSIONS = (1, 2, 3)
 
-#: The three possible outcomes of a verdict.
-VERDICTS = ("holds", "does not hold", "inconclusive")
+#: The possible outcomes of a verdict.
+VERDICTS = ("holds", "does not hold", "no significant difference", "inconclusive")
 
-STATUSES = ("ok", "diverged", "error")
+STATUSES = ("ok", "diverged", "error", "pruned")
 
 
 def finite_or_none(value: float | None) -> float | None:
@@ -118,6 +120,9 @@ class RunSettings:
     steps: int | None = None
     smoke: bool = False
     num_threads: int | None = None
+    trials: int = 0
+    storage: str | None = None
+    complete: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object (lists instead of tuples)."""
@@ -129,6 +134,9 @@ class RunSettings:
             "steps": self.steps,
             "smoke": self.smoke,
             "num_threads": self.num_threads,
+            "trials": self.trials,
+            "storage": self.storage,
+            "complete": self.complete,
         }
 
     @classmethod
@@ -142,6 +150,9 @@ class RunSettings:
             steps=data.get("steps"),
             smoke=bool(data.get("smoke", False)),
             num_threads=data.get("num_threads"),
+            trials=int(data.get("trials", 0)),
+            storage=data.get("storage"),
+            complete=bool(data.get("complete", True)),
         )
 
 
@@ -313,6 +324,74 @@ class Verdict:
         )
 
 
+@dataclass(frozen=True)
+class TuningSummary:
+    """How one method was tuned on one task (equal-budget protocol, :mod:`gradkit.bench.tuning`).
+
+    Attributes:
+        task, method: which.
+        budget: trials the protocol gives every method (``0``: not tuned, the task's
+            hyper-parameters were used).
+        finished: tuning trials finished (complete or pruned); ``pruned`` of them were stopped
+            early by the pruner.
+        params: the chosen hyper-parameters (the best finished trial's).
+        objective: what the tuning minimised or maximised (``final_loss``, a metric...), and
+            ``direction``.
+        best_value: the chosen trial's objective (on the tuning seed).
+        tuning_wall_s: wall time of all tuning trials of this method on this task.
+        space: the search space, as plain JSON (``{"lr": ["log-uniform", 1e-4, 1.0]}``).
+        note: why the method was not tuned, when it was not.
+    """
+
+    task: str
+    method: str
+    budget: int
+    finished: int = 0
+    pruned: int = 0
+    params: Mapping[str, Any] = field(default_factory=dict)
+    objective: str = "final_loss"
+    direction: str = "minimize"
+    best_value: float | None = None
+    tuning_wall_s: float = 0.0
+    space: Mapping[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object."""
+        return {
+            "task": self.task,
+            "method": self.method,
+            "budget": self.budget,
+            "finished": self.finished,
+            "pruned": self.pruned,
+            "params": _jsonable(self.params),
+            "objective": self.objective,
+            "direction": self.direction,
+            "best_value": finite_or_none(self.best_value),
+            "tuning_wall_s": float(self.tuning_wall_s),
+            "space": _jsonable(self.space),
+            "note": self.note,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TuningSummary:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            task=str(data["task"]),
+            method=str(data["method"]),
+            budget=int(data.get("budget", 0)),
+            finished=int(data.get("finished", 0)),
+            pruned=int(data.get("pruned", 0)),
+            params=dict(data.get("params", {})),
+            objective=str(data.get("objective", "final_loss")),
+            direction=str(data.get("direction", "minimize")),
+            best_value=data.get("best_value"),
+            tuning_wall_s=float(data.get("tuning_wall_s", 0.0)),
+            space=dict(data.get("space", {})),
+            note=str(data.get("note", "")),
+        )
+
+
 @dataclass
 class BenchResults:
     """All numbers of one benchmark run: settings, versions, per-run records and verdicts."""
@@ -324,6 +403,8 @@ class BenchResults:
     verdicts: list[Verdict] = field(default_factory=list)
     created_utc: str = ""
     schema_version: int = SCHEMA_VERSION
+    tuning: list[TuningSummary] = field(default_factory=list)
+    trials: list[Record] = field(default_factory=list)
 
     @classmethod
     def assemble(
@@ -338,6 +419,11 @@ class BenchResults:
         smoke: bool = False,
         num_threads: int | None = None,
         verdicts: Callable[[BenchResults], Iterable[Verdict]] | None = None,
+        trials: int = 0,
+        storage: str | None = None,
+        complete: bool = True,
+        tuning: Sequence[TuningSummary] = (),
+        trial_records: Sequence[Record] = (),
     ) -> BenchResults:
         """The one place a run's results are put together (every suite and :func:`compare`).
 
@@ -360,10 +446,15 @@ class BenchResults:
                 steps=steps,
                 smoke=smoke,
                 num_threads=num_threads,
+                trials=trials,
+                storage=storage,
+                complete=complete,
             ),
             versions=versions(),
             tasks=dict(tasks),
             records=records,
+            tuning=list(tuning),
+            trials=list(trial_records),
             created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         )
         if verdicts is not None:
@@ -430,6 +521,8 @@ class BenchResults:
             "tasks": {name: info.to_dict() for name, info in self.tasks.items()},
             "records": [r.to_dict() for r in self.records],
             "verdicts": [v.to_dict() for v in self.verdicts],
+            "tuning": [t.to_dict() for t in self.tuning],
+            "trials": [r.to_dict() for r in self.trials],
         }
 
     def to_json(self, indent: int | None = 1) -> str:
@@ -453,6 +546,8 @@ class BenchResults:
             verdicts=[Verdict.from_dict(v) for v in data.get("verdicts", [])],
             created_utc=str(data.get("created_utc", "")),
             schema_version=int(version),
+            tuning=[TuningSummary.from_dict(t) for t in data.get("tuning", [])],
+            trials=[Record.from_dict(r) for r in data.get("trials", [])],
         )
 
     @classmethod

@@ -21,7 +21,7 @@ from typing import Any
 from gradkit.bench.errors import BenchConfigError
 from gradkit.bench.methods import BenchMethod
 from gradkit.bench.results import Record, TaskInfo
-from gradkit.bench.runtime import num_threads, progress_bar, seed_everything
+from gradkit.bench.runtime import TrialPruned, num_threads, progress_bar, seed_everything
 from gradkit.bench.tasks.base import Outcome, Task, Trial
 
 __all__ = [
@@ -106,6 +106,8 @@ def run_trial(suite: str, trial: Trial, *, catch_errors: bool = True) -> Record:
     used: dict = {}
     try:
         outcome, used = task.run(method, trial.seed, trial.steps, trial.smoke)
+    except TrialPruned:
+        raise  # the tuner's decision, not a failure of the method
     except Exception as exc:
         if not catch_errors:
             raise

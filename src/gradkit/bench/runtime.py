@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import random
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import numpy as np
@@ -13,7 +14,16 @@ import torch
 
 from gradkit.bench.errors import BenchConfigError
 
-__all__ = ["Progress", "num_threads", "progress_bar", "resolve_threads", "seed_everything"]
+__all__ = [
+    "Progress",
+    "TrialPruned",
+    "num_threads",
+    "progress_bar",
+    "report_step",
+    "resolve_threads",
+    "seed_everything",
+    "step_reporter",
+]
 
 #: Threads used by the benchmark unless the caller asks otherwise.
 DEFAULT_THREADS = 2
@@ -103,3 +113,37 @@ def progress_bar(total: int, enabled: bool, desc: str = "bench") -> Progress:
         return _Silent()
     bar: Progress = tqdm(total=total, desc=desc, file=sys.stderr, unit="run", leave=False)
     return bar
+
+
+class TrialPruned(Exception):
+    """Raised inside a run when the tuner's pruner stops an unpromising trial early.
+
+    The engine lets it through (it is not a failure of the method); the tuner records the
+    trial as pruned.
+    """
+
+
+_STEP_REPORTER: contextvars.ContextVar[Callable[[int, float], None] | None] = (
+    contextvars.ContextVar("gradkit_bench_step_reporter", default=None)
+)
+
+
+def report_step(step: int, value: float) -> None:
+    """Tell the running tuner the training loss after ``step`` steps (a no-op outside tuning).
+
+    Training loops call this every step; the tuner's reporter decides how often to pass it
+    to Optuna's pruner and raises :class:`TrialPruned` to stop the run.
+    """
+    reporter = _STEP_REPORTER.get()
+    if reporter is not None:
+        reporter(step, value)
+
+
+@contextlib.contextmanager
+def step_reporter(reporter: Callable[[int, float], None] | None) -> Iterator[None]:
+    """Route :func:`report_step` calls to ``reporter`` inside the ``with`` block."""
+    token = _STEP_REPORTER.set(reporter)
+    try:
+        yield
+    finally:
+        _STEP_REPORTER.reset(token)

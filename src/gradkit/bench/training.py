@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from gradkit.bench.runtime import report_step
+
 __all__ = ["cycle_batches", "move_batch", "train_steps"]
 
 
@@ -66,7 +68,9 @@ def train_steps(
     ``loss_fn(model(inputs), targets)``, back-propagates, clips the gradient norm to
     ``clip_grad_norm`` (if given) and steps ``optimizer`` (a ``torch.optim.Optimizer`` or
     anything with ``zero_grad`` and ``step``). Then ``after_step(k, batch)`` is called with the
-    number of steps done so far (a learning-rate schedule, a curvature refresh, an evaluation).
+    number of steps done so far (a learning-rate schedule, a curvature refresh, an evaluation),
+    and the step's loss goes to the tuner's pruner (:func:`~gradkit.bench.runtime.report_step`,
+    which may stop the run with :class:`~gradkit.bench.runtime.TrialPruned`).
 
     Returns:
         The minibatch loss of every step (computed before that step's update) and a status:
@@ -91,4 +95,5 @@ def train_steps(
         optimizer.step()
         if after_step is not None:
             after_step(len(curve), (inputs, targets))
+        report_step(len(curve), value)
     return curve, "ok"

@@ -3,21 +3,22 @@
 A verdict is ``"holds"``, ``"does not hold"`` or ``"inconclusive"``. The rules only look at the
 numbers they are given, so a test can feed the opposite outcome and watch the verdict flip.
 
-Noise model: two groups of per-seed values ``a`` and ``b`` differ *significantly* when their
-mean difference exceeds the margin ``max(z · sqrt(sa²/na + sb²/nb), atol)`` (``z = 2``, about a
-95 % two-sided interval for the difference of means). Deterministic tasks (no seed dependence)
-use ``atol`` alone. A stochastic comparison with fewer than two finite values on either side is
-"unknown": there is no noise estimate.
+Noise model: two groups of per-seed values ``a`` and ``b`` differ *significantly* when the
+95 % percentile-bootstrap confidence intervals of their means (:func:`~gradkit.bench.stats.
+bootstrap_ci`) do not overlap and their means differ by more than ``atol``. Deterministic tasks
+(no seed dependence) use ``atol`` alone. A stochastic comparison with fewer than two finite
+values on either side is "unknown": there is no noise estimate. Overlapping intervals give
+``"no significant difference"`` rather than a verdict either way.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gradkit.bench.results import BenchResults, Verdict
-from gradkit.bench.stats import Summary, format_number, summarize
+from gradkit.bench.stats import Summary, bootstrap_ci, format_number, summarize
 
 __all__ = [
     "Comparison",
@@ -95,15 +96,23 @@ def compare_groups(
     *,
     atol: float,
     deterministic: bool = False,
-    z: float = 2.0,
+    confidence: float = 0.95,
 ) -> Comparison:
     """Compare per-seed values ``a`` and ``b`` (lower is better) under the noise model above.
 
     A group whose runs all failed (non-finite) counts as higher (worse) than a group whose
-    runs all succeeded; any other mix of failures is ``"unknown"``.
+    runs all succeeded; any other mix of failures is ``"unknown"``. ``margin`` is ``atol`` for
+    a deterministic comparison and otherwise the gap the intervals would need to close
+    (negative when they overlap).
+
+    Example:
+        >>> compare_groups([1.0, 1.1, 1.2], [2.0, 2.1, 2.2], atol=0.01).outcome
+        'lower'
+        >>> compare_groups([1.0, 1.5, 2.1], [2.0, 1.1, 2.2], atol=0.01).outcome
+        'tie'
     """
-    if atol < 0 or z < 0:
-        raise ValueError(f"atol and z must be non-negative, got atol={atol}, z={z}")
+    if atol < 0:
+        raise ValueError(f"atol must be non-negative, got {atol}")
     sa, sb = summarize(a), summarize(b)
     if sa.n == 0 and sa.n_failed and sb.n and not sb.n_failed:
         return Comparison("higher", sa, sb, None, None, "all runs of the first group failed")
@@ -114,29 +123,38 @@ def compare_groups(
     diff = sa.mean - sb.mean
     if deterministic:
         margin = atol
+        separated = abs(diff) > atol
     else:
         if sa.n < 2 or sb.n < 2:
             return Comparison(
                 "unknown", sa, sb, diff, None, "fewer than 2 seeds, no noise estimate"
             )
-        se = math.sqrt((sa.std or 0.0) ** 2 / sa.n + (sb.std or 0.0) ** 2 / sb.n)
-        margin = max(z * se, atol)
-    if diff < -margin:
-        outcome = "lower"
-    elif diff > margin:
-        outcome = "higher"
-    else:
-        outcome = "tie"
+        ca = bootstrap_ci(a, confidence=confidence)
+        cb = bootstrap_ci(b, confidence=confidence)
+        assert ca is not None and cb is not None  # both groups have finite values
+        gap = cb[0] - ca[1] if diff < 0 else ca[0] - cb[1]
+        margin = gap
+        separated = gap > 0 and abs(diff) > atol
+        sa = dataclasses.replace(sa, ci=ca)
+        sb = dataclasses.replace(sb, ci=cb)
+    outcome = ("lower" if diff < 0 else "higher") if separated else "tie"
     return Comparison(outcome, sa, sb, diff, margin)
 
 
 def _describe(name_a: str, name_b: str, quantity: str, c: Comparison) -> str:
-    """One sentence with both means, the difference and the margin."""
+    """One sentence with both means (and their 95 % intervals), the difference and how it
+    was decided."""
     ma, mb = format_number(c.a.mean), format_number(c.b.mean)
+    if c.a.ci is not None and c.b.ci is not None:
+        ma += " [{}, {}]".format(*(format_number(v, 3) for v in c.a.ci))
+        mb += " [{}, {}]".format(*(format_number(v, 3) for v in c.b.ci))
     text = f"{quantity}: {name_a} {ma} vs {name_b} {mb}"
     if c.diff is not None:
         text += f" (diff {format_number(c.diff, 3)}"
-        text += f", margin {format_number(c.margin, 2)})" if c.margin is not None else ")"
+        if c.a.ci is not None and c.margin is not None:
+            text += ", 95% intervals " + ("separate)" if c.margin > 0 else "overlap)")
+        else:
+            text += f", margin {format_number(c.margin, 2)})" if c.margin is not None else ")"
     if c.a.n_failed or c.b.n_failed:
         text += f" [failed runs: {name_a} {c.a.n_failed}, {name_b} {c.b.n_failed}]"
     if c.reason:
@@ -171,7 +189,7 @@ def verdict_less(
     """Verdict on "``a`` is lower than ``b``" (strictly, beyond noise).
 
     ``holds`` if ``a`` is significantly lower, ``does not hold`` if significantly higher,
-    ``inconclusive`` on a tie or without enough data.
+    ``no significant difference`` on a tie, ``inconclusive`` without enough data.
 
     Example:
         >>> verdict_less("x lower", "p", "x", [1.0], "y", [2.0], quantity="F", atol=1e-3,
@@ -179,7 +197,7 @@ def verdict_less(
         'holds'
     """
     c = compare_groups(a, b, atol=atol, deterministic=deterministic)
-    outcome = {"lower": "holds", "higher": "does not hold"}.get(c.outcome, "inconclusive")
+    outcome = _OUTCOME[{"lower": "better", "higher": "worse"}.get(c.outcome, c.outcome)]
     return Verdict(
         claim=claim,
         paper=paper,
@@ -207,8 +225,10 @@ def verdict_not_worse(
 ) -> Verdict:
     """Verdict on "``a`` is at least as good as ``b``, within noise".
 
-    ``holds`` unless ``a`` is significantly worse (then ``does not hold``); ``inconclusive``
-    without enough data to estimate the noise.
+    ``holds`` when ``a`` is significantly better, ``does not hold`` when significantly worse,
+    ``no significant difference`` when the intervals overlap (consistent with the claim, which
+    asks only that ``a`` is not significantly worse), ``inconclusive`` without enough data to
+    estimate the noise.
 
     Example:
         >>> verdict_not_worse("acc", "p", "x", [0.9, 0.91], "y", [0.95, 0.96],
@@ -216,12 +236,7 @@ def verdict_not_worse(
         'does not hold'
     """
     c = _compare_oriented(a, b, higher_is_better, atol=atol, deterministic=deterministic)
-    if c.outcome in ("better", "tie"):
-        outcome = "holds"
-    elif c.outcome == "worse":
-        outcome = "does not hold"
-    else:
-        outcome = "inconclusive"
+    outcome = _OUTCOME[c.outcome]
     return Verdict(
         claim=claim,
         paper=paper,
@@ -230,6 +245,15 @@ def verdict_not_worse(
         tasks=tuple(tasks),
         numbers=_numbers(key, name_a, name_b, c),
     )
+
+
+#: Oriented comparison outcome -> verdict.
+_OUTCOME = {
+    "better": "holds",
+    "worse": "does not hold",
+    "tie": "no significant difference",
+    "unknown": "inconclusive",
+}
 
 
 def _compare_oriented(
@@ -252,12 +276,22 @@ def _compare_oriented(
     )
     outcome = {"lower": "better", "higher": "worse"}.get(c.outcome, c.outcome)
     diff = None if c.diff is None else sign * c.diff
-    return Comparison(outcome, summarize(a), summarize(b), diff, c.margin, c.reason)
+    sa = dataclasses.replace(summarize(a), ci=_flip(c.a.ci, sign))
+    sb = dataclasses.replace(summarize(b), ci=_flip(c.b.ci, sign))
+    return Comparison(outcome, sa, sb, diff, c.margin, c.reason)
+
+
+def _flip(ci: tuple[float, float] | None, sign: float) -> tuple[float, float] | None:
+    """An interval of ``sign * x`` turned back into one of ``x``."""
+    if ci is None:
+        return None
+    return (ci[0], ci[1]) if sign > 0 else (-ci[1], -ci[0])
 
 
 def combine(claim: str, paper: str, parts: Sequence[Verdict]) -> Verdict:
     """One verdict that needs every part: ``holds`` if all hold, ``does not hold`` if any
-    does not hold, else ``inconclusive``. Evidence and numbers are concatenated."""
+    does not hold, ``no significant difference`` if the rest hold or show none, else
+    ``inconclusive``. Evidence and numbers are concatenated."""
     if not parts:
         raise ValueError("combine needs at least one verdict")
     outcomes = [p.verdict for p in parts]
@@ -265,6 +299,8 @@ def combine(claim: str, paper: str, parts: Sequence[Verdict]) -> Verdict:
         verdict = "holds"
     elif any(o == "does not hold" for o in outcomes):
         verdict = "does not hold"
+    elif all(o in ("holds", "no significant difference") for o in outcomes):
+        verdict = "no significant difference"
     else:
         verdict = "inconclusive"
     tasks: dict[str, None] = {}
@@ -314,7 +350,7 @@ def verdict_more(
         'holds'
     """
     c = _compare_oriented(a, b, higher_is_better=True, atol=atol)
-    verdict = {"better": "holds", "worse": "does not hold"}.get(c.outcome, "inconclusive")
+    verdict = _OUTCOME[c.outcome]
     return Verdict(
         claim, paper, verdict, _describe(name_a, name_b, quantity, c), tuple(tasks),
         _numbers("", name_a, name_b, c),

@@ -47,11 +47,42 @@ def _print_summary(results: object, out: str, seconds: float) -> None:
     print(f"{len(results.records)} runs in {seconds:.1f} s; report written to {out}")
 
 
+def _estimate(plan: object) -> str:
+    """``"N runs (T tuning trials + E evaluation runs), about X min"`` for the plan."""
+    from gradkit.bench.tuning import Plan
+
+    if not isinstance(plan, Plan):
+        raise TypeError(f"expected a Plan, got {type(plan).__name__}")
+    tuning = sum(plan.protocol.budget for u in plan.units if u.tuned)
+    total = plan.total_runs()
+    seconds = 0.0
+    known = True
+    for unit in plan.units:
+        runs = (plan.protocol.budget if unit.tuned else 0) + len(plan.eval_seeds(unit)) * (
+            1 if unit.tuned else len(unit.variants)
+        )
+        per_run = unit.task.seconds_per_run
+        if per_run is None or plan.smoke:
+            known = False
+            continue
+        seconds += runs * per_run * unit.steps / unit.task.default_steps(False)
+    text = (
+        f"{total} runs ({tuning} tuning trials, {plan.protocol.budget} per method and task, "
+        f"+ {total - tuning} evaluation runs on seeds {list(plan.protocol.seeds)})"
+    )
+    if known and seconds:
+        text += f"; estimated {seconds / 60:.1f} min on 2 CPU threads, less what is finished"
+    return text
+
+
 def run_bench(args: argparse.Namespace) -> int:
-    """Handler of ``gradkit bench``: run the suite, write the report, print the verdicts."""
+    """Handler of ``gradkit bench``: plan, check the report folder, run the protocol (resuming
+    what the study database holds), write the report, print the verdicts."""
     from gradkit.bench.methods import registry_methods
+    from gradkit.bench.study import DB_NAME, open_store
     from gradkit.bench.suites import get_suite
-    from gradkit.bench.writer import write_report
+    from gradkit.bench.tuning import BenchInterrupted
+    from gradkit.bench.writer import prepare_out, write_report
 
     start = time.perf_counter()
     try:
@@ -61,16 +92,34 @@ def run_bench(args: argparse.Namespace) -> int:
             error = registry_methods()[1]
             if error:
                 print(f"warning: {error}; running the torch baselines only", file=sys.stderr)
-        results = suite.run(
+        plan = suite.plan(
             optimizers=args.optimizers,
             tasks=args.tasks,
             seeds=seeds,
             steps=args.steps,
             smoke=args.smoke,
-            progress=not args.no_progress,
-            num_threads="auto" if args.threads is None else (args.threads or None),
+            trials=args.trials,
         )
-        out = write_report(results, args.out, plots=not args.no_plots)
+        out = prepare_out(args.out, overwrite=args.overwrite)
+        store = open_store(args.storage or f"sqlite:///{out / DB_NAME}")
+        print(f"gradkit bench --suite {suite.name}: {_estimate(plan)}", file=sys.stderr)
+        threads = "auto" if args.threads is None else (args.threads or None)
+        try:
+            results = suite.execute(
+                plan, store=store, progress=not args.no_progress, num_threads=threads
+            )
+        except BenchInterrupted as exc:
+            partial = exc.results
+            write_report(partial, out, plots=not args.no_plots)
+            print(
+                f"gradkit bench: interrupted; {len(partial.records)} evaluation runs and "
+                f"{len(partial.trials)} tuning trials are finished and kept in "
+                f"{store.url}; the partial report is in {out}. Run the same command again "
+                "to resume.",
+                file=sys.stderr,
+            )
+            return 130
+        out = write_report(results, out, plots=not args.no_plots)
     except BenchConfigError as exc:
         print(f"gradkit bench: error: {exc}", file=sys.stderr)
         return 2
@@ -111,7 +160,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "1 with --smoke)",
     )
     p.add_argument("--steps", type=int, metavar="N", help="optimizer steps per run, all tasks")
-    p.add_argument("--out", default=DEFAULT_OUT, help="report folder (default: %(default)s)")
+    p.add_argument(
+        "--trials",
+        type=int,
+        metavar="N",
+        help="tuning trials per method and task (Optuna TPE; the winner is re-run on the "
+        "evaluation seeds); 0 uses the tasks' given hyper-parameters (default: the suite's "
+        "budget, 8 for default; at most 2 with --smoke)",
+    )
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="Optuna study database (any SQLAlchemy URL); several workers given the same URL "
+        "share one sweep (default: sqlite:///<out>/study.db)",
+    )
+    p.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        help="report folder; re-running into it resumes from its study.db (default: %(default)s)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh: remove gradkit's own files in --out (never other files)",
+    )
     p.add_argument("--smoke", action="store_true", help="a few steps on tiny data (seconds)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="do not draw loss curves")

@@ -9,12 +9,24 @@ from typing import Any
 
 from gradkit.bench.errors import BenchConfigError, unknown_name
 from gradkit.bench.methods import BenchMethod, Method, resolve_methods
-from gradkit.bench.results import BenchResults, Record, Verdict
-from gradkit.bench.runner import normalize_seeds, normalize_steps, run_tasks
+from gradkit.bench.results import BenchResults, Verdict
+from gradkit.bench.runner import normalize_seeds, normalize_steps
 from gradkit.bench.runtime import resolve_threads
+from gradkit.bench.study import MEMORY_URL, StudyStore, memory_store
 from gradkit.bench.tasks.base import Task
+from gradkit.bench.tuning import (
+    BenchInterrupted,
+    Plan,
+    Protocol,
+    collect,
+    plan_protocol,
+    run_protocol,
+)
 
-__all__ = ["Suite", "parse_names"]
+__all__ = ["SMOKE_TRIALS", "Suite", "parse_names"]
+
+#: Tuning trials per method in smoke mode (at most).
+SMOKE_TRIALS = 2
 
 
 def parse_names(value: str | Sequence[str] | None, kind: str) -> list[str] | None:
@@ -58,6 +70,10 @@ class Suite:
             ``task`` to ``path`` and return ``True``, or return ``False`` for the standard
             loss curves. It reads only ``results`` (records, their metrics and artifacts), so
             a report re-renders from ``results.json`` (``gradkit report DIR``).
+        default_trials: the suite's tuning budget, trials per method and task
+            (:mod:`gradkit.bench.tuning`); ``--trials`` overrides it.
+        prune: stop unpromising tuning trials early (Optuna's median pruner), for suites
+            whose time limit needs it.
 
     Tasks add their own hooks (:class:`~gradkit.bench.tasks.base.Task`): the training of one
     trial (``run``), its extra metrics and artifacts (in the returned ``Outcome``), variants
@@ -75,6 +91,8 @@ class Suite:
     resolve: Callable[[Sequence[str]], Sequence[BenchMethod]] | None = None
     applies: Callable[[Task[Any], BenchMethod], bool] | None = None
     plot: Callable[[BenchResults, str, Path], bool] | None = None
+    default_trials: int = 8
+    prune: bool = False
 
     def select_tasks(self, names: Sequence[str] | None) -> list[Task[Any]]:
         """The tasks called ``names`` (all when ``None``); unknown names raise."""
@@ -97,6 +115,103 @@ class Suite:
         extra = self.extra_methods() if self.extra_methods is not None else None
         return list(resolve_methods(chosen, extra))
 
+    def plan(
+        self,
+        *,
+        optimizers: str | Sequence[str] | None = None,
+        tasks: str | Sequence[str] | None = None,
+        seeds: int | Sequence[int] | None = None,
+        steps: int | None = None,
+        smoke: bool = False,
+        trials: int | None = None,
+    ) -> Plan:
+        """What a run with these settings would do (nothing runs, no storage is touched).
+
+        Raises:
+            BenchConfigError: unknown method or task names, bad seeds, steps or trials, a bad
+                search space.
+        """
+        methods = self.resolve_methods(optimizers)
+        selected = self.select_tasks(parse_names(tasks, "task"))
+        seed_list = normalize_seeds(seeds, 1 if smoke else self.default_seeds)
+        protocol = Protocol(
+            budget=self.budget(trials, smoke), seeds=seed_list, prune=self.prune and not smoke
+        )
+        plan = plan_protocol(
+            self.name,
+            selected,
+            methods,
+            protocol,
+            steps=normalize_steps(steps),
+            smoke=smoke,
+            applies=self.applies,
+        )
+        plan.methods = [m.name for m in methods]
+        plan.steps = normalize_steps(steps)
+        return plan
+
+    def budget(self, trials: int | None, smoke: bool) -> int:
+        """Tuning trials per method: ``trials`` if given, else :attr:`default_trials` (at most
+        :data:`SMOKE_TRIALS` in smoke mode).
+
+        Raises:
+            BenchConfigError: ``trials`` is not a non-negative int.
+        """
+        if trials is None:
+            return min(self.default_trials, SMOKE_TRIALS) if smoke else self.default_trials
+        if isinstance(trials, bool) or not isinstance(trials, int) or trials < 0:
+            raise BenchConfigError(f"trials must be a non-negative int, got {trials!r}")
+        return trials
+
+    def execute(
+        self,
+        plan: Plan,
+        *,
+        store: StudyStore | None = None,
+        progress: bool = False,
+        num_threads: int | str | None = "auto",
+    ) -> BenchResults:
+        """Run what is not finished of ``plan`` and assemble the results from the storage.
+
+        Args:
+            store: the study database (:func:`gradkit.bench.study.open_store`); ``None``
+                keeps everything in memory.
+
+        Raises:
+            BenchInterrupted: Ctrl-C or SIGTERM; its ``results`` attribute holds the partial
+                results (``settings.complete`` is false).
+        """
+        if num_threads == "auto" and self.default_threads is not None and not plan.smoke:
+            num_threads = self.default_threads
+        threads = resolve_threads(num_threads, plan.smoke)
+        store = store if store is not None else memory_store()
+        interrupted: BenchInterrupted | None = None
+        try:
+            run_protocol(plan, store, progress=progress, threads=threads)
+        except BenchInterrupted as exc:
+            interrupted = exc
+        records, trial_records, summaries, complete = collect(plan, store)
+        results = BenchResults.assemble(
+            suite=self.name,
+            methods=plan.methods,
+            tasks=plan.infos,
+            seeds=plan.protocol.seeds,
+            records=records,
+            steps=plan.steps,
+            smoke=plan.smoke,
+            num_threads=threads,
+            verdicts=self.verdicts,
+            trials=plan.protocol.budget,
+            storage=None if store.url == MEMORY_URL else store.url,
+            complete=complete and interrupted is None,
+            tuning=summaries,
+            trial_records=trial_records,
+        )
+        if interrupted is not None:
+            interrupted.results = results
+            raise interrupted
+        return results
+
     def run(
         self,
         *,
@@ -107,54 +222,34 @@ class Suite:
         smoke: bool = False,
         progress: bool = False,
         num_threads: int | str | None = "auto",
-        on_record: Callable[[Record], None] | None = None,
+        trials: int | None = None,
+        store: StudyStore | None = None,
     ) -> BenchResults:
-        """Run the suite and return its results (nothing is written to disk).
+        """Run the suite under the equal-budget tuning protocol and return its results
+        (nothing is written to disk unless ``store`` is a database).
 
         Args:
             optimizers: method names (comma-separated string or list); default
                 :attr:`default_optimizers`.
             tasks: task names; default all tasks.
-            seeds: number of seeds or explicit list; default :attr:`default_seeds` (1 in smoke
-                mode).
+            seeds: evaluation seeds: a count or an explicit list; default
+                :attr:`default_seeds` (1 in smoke mode).
             steps: optimizer steps per run, overriding every task's default.
             smoke: a few steps on tiny data, for CI.
             progress: show a progress bar on stderr.
             num_threads: ``torch.set_num_threads`` during the run; ``"auto"``: 2 (or the
                 suite's :attr:`default_threads`), 1 in smoke mode; ``None``: leave torch's
                 setting.
-            on_record: called with each record as it is produced.
+            trials: tuning trials per method and task (default :attr:`default_trials`; ``0``:
+                the tasks' own hyper-parameters, untuned).
+            store: the study database; ``None``: in memory.
 
         Raises:
-            BenchConfigError: unknown method or task names, bad seeds or steps.
+            BenchConfigError: unknown method or task names, bad seeds, steps or trials.
+            BenchInterrupted: Ctrl-C or SIGTERM (with the partial results).
         """
-        methods = self.resolve_methods(optimizers)
-        selected = self.select_tasks(parse_names(tasks, "task"))
-        seed_list = normalize_seeds(seeds, 1 if smoke else self.default_seeds)
-        steps = normalize_steps(steps)
-        if num_threads == "auto" and self.default_threads is not None and not smoke:
-            num_threads = self.default_threads
-        threads = resolve_threads(num_threads, smoke)
-        records, infos = run_tasks(
-            self.name,
-            selected,
-            methods,
-            seed_list,
-            steps=steps,
-            smoke=smoke,
-            progress=progress,
-            threads=threads,
-            on_record=on_record,
-            applies=self.applies,
-        )
-        return BenchResults.assemble(
-            suite=self.name,
-            methods=[m.name for m in methods],
-            tasks=infos,
-            seeds=seed_list,
-            records=records,
-            steps=steps,
-            smoke=smoke,
-            num_threads=threads,
-            verdicts=self.verdicts,
-        )
+        plan = self.plan(
+            optimizers=optimizers, tasks=tasks, seeds=seeds, steps=steps, smoke=smoke,
+            trials=trials,
+        )  # fmt: skip
+        return self.execute(plan, store=store, progress=progress, num_threads=num_threads)

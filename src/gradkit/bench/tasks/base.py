@@ -82,6 +82,12 @@ class Task(abc.ABC, Generic[M]):
     metrics: tuple[str, ...] = ()
     higher_is_better: ClassVar[Mapping[str, bool]] = {}
     optimum: float | None = None
+    #: What the tuning protocol optimises: ``"final_loss"``, ``"accuracy"`` or a metric key;
+    #: its direction comes from :attr:`higher_is_better` (lower is better by default).
+    objective: ClassVar[str] = "final_loss"
+    #: Typical seconds per run at the default step count on 2 CPU threads (the estimate the
+    #: bench prints before it starts); ``None``: unknown.
+    seconds_per_run: ClassVar[float | None] = None
     #: Whether :meth:`run` calls a method's curvature ``refresh`` hook (a second-order method
     #: such as Sophia is refused on tasks that do not).
     supports_refresh: ClassVar[bool] = False
