@@ -73,8 +73,9 @@ class Cell:
         text: what the report shows (plain text; each renderer escapes it).
         sort: the number the cell stands for (``None`` for text, or when there is no finite
             value); the HTML report sorts a column by it.
-        kind: a style hint (the verdict of a verdict cell: ``"holds"``, ``"does not hold"``,
-            ``"inconclusive"``); empty for most cells.
+        kind: a category, empty for most cells (the verdict of a verdict cell: ``"holds"``,
+            ``"does not hold"``, ``"inconclusive"``). The HTML report shows such a cell as a
+            coloured badge reading ``kind``, instead of ``text``.
     """
 
     text: str

@@ -1,4 +1,5 @@
-"""Write a report folder atomically: ``report.md``, ``results.json`` and one PNG per task.
+"""Write a report folder atomically: ``report.md``, ``report.html``, ``results.json`` and one
+PNG per task.
 
 Everything is written into a fresh hidden folder next to the target, which is then renamed
 into place (a previous report there is moved aside first and deleted afterwards). An exception
@@ -14,13 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gradkit.bench.errors import BenchConfigError
+from gradkit.bench.html import render_html
 from gradkit.bench.markdown import render_markdown
 from gradkit.bench.results import BenchResults
 
 __all__ = ["REPORT_FILES", "render_report", "suite_plot", "write_report"]
 
 #: The files every report folder contains (plus ``curves_<task>.png`` when plots are on).
-REPORT_FILES = ("report.md", "results.json")
+REPORT_FILES = ("report.md", "report.html", "results.json")
 
 
 def _check_target(out: Path) -> None:
@@ -48,6 +50,7 @@ def _fill(folder: Path, results: BenchResults, plots: bool) -> None:
                 plot_task(results, task, folder / name, draw)
                 plot_paths[task] = name
     (folder / "report.md").write_text(render_markdown(results, plot_paths), encoding="utf-8")
+    (folder / "report.html").write_text(render_html(results), encoding="utf-8")
 
 
 def suite_plot(suite: str) -> Callable[[BenchResults, str, Path], bool] | None:
