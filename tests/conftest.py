@@ -2,6 +2,8 @@
 
 * No test may be skipped because a dependency is missing: every extra is installed in CI, so
   such a skip means a broken install. The session fails if one happens.
+* A skipped ``browser`` test (no Chromium to drive) gets a warning banner at the end of the
+  summary, so that a run without the browser test of ``report.html`` cannot pass unnoticed.
 * With ``GRADKIT_REQUIRE_INSTALLED=<repo>`` (set by ``scripts/test.sh``), the tests must import
   gradkit from the installed wheel, not from ``<repo>/src``.
 """
@@ -22,6 +24,7 @@ _MISSING_DEP = re.compile(
     r"could not import|No module named|not installed|missing (dependency|module)", re.I
 )
 _dependency_skips: list[str] = []
+_browser_skips: list[str] = []
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -39,6 +42,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.skipped and _MISSING_DEP.search(str(report.longrepr)):
         _dependency_skips.append(f"{report.nodeid}: {report.longrepr}")
+    if report.skipped and "browser" in report.keywords:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        _browser_skips.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _browser_skips:
+        terminalreporter.section("BROWSER TESTS SKIPPED", sep="!", red=True, bold=True)
+        for line in _browser_skips:
+            terminalreporter.line(line, red=True)
 
 
 def pytest_collectreport(report: pytest.CollectReport) -> None:

@@ -211,6 +211,7 @@ def test_report_written_atomically_and_loadable(tmp_path: Path) -> None:
     assert load_results(tmp_path / "r").numbers() == res.numbers()
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [
         "curves_f1.png",
+        "report.html",
         "report.md",
         "results.json",
     ]

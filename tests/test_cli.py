@@ -164,7 +164,7 @@ def test_smoke_writes_report_files_and_no_temp_dirs(smoke_report: tuple[Path, in
     out, _, _ = smoke_report
     assert sorted(p.name for p in out.parent.iterdir()) == ["report"]  # no leftovers
     names = {p.name for p in out.iterdir()}
-    assert {"report.md", "results.json"} <= names
+    assert {"report.md", "report.html", "results.json"} <= names
     pngs = sorted(out.glob("*.png"))
     assert {p.name for p in pngs} == {
         f"curves_{t}.png" for t in ("f1", "f2", "f3", "rosenbrock", "digits_cnn")
@@ -249,6 +249,7 @@ def test_report_rerenders_the_same_report(
     assert main(["report", str(out), "--out", str(again)]) == 0
     assert f"re-rendered to {again}" in capsys.readouterr().out
     assert (again / "report.md").read_text() == (out / "report.md").read_text()
+    assert (again / "report.html").read_text() == (out / "report.html").read_text()
     assert (again / "results.json").read_text() == (out / "results.json").read_text()
     for png in out.glob("*.png"):
         assert (again / png.name).read_bytes() == png.read_bytes(), png.name

@@ -13,7 +13,8 @@ Python:
   its :class:`Record`: the unit every suite's loop, and a tuner, is made of.
 
 The numbers (a :class:`BenchResults`) are computed separately from their rendering
-(:func:`render_markdown`, the plots), so they can be inspected or re-rendered.
+(:func:`render_markdown`, :func:`render_html`, the plots), so they can be inspected or
+re-rendered.
 
 Example:
     >>> from gradkit.bench import run_suite
@@ -31,6 +32,7 @@ from pathlib import Path
 from gradkit.bench.api import compare
 from gradkit.bench.errors import BenchConfigError
 from gradkit.bench.families import AggregatorMethod, StrategyMethod, TaskBaseline
+from gradkit.bench.html import render_html
 from gradkit.bench.markdown import render_markdown
 from gradkit.bench.methods import BenchMethod, Method, available_methods, resolve_method
 from gradkit.bench.results import SCHEMA_VERSION, BenchResults, Record, RunSettings, Verdict
@@ -57,6 +59,7 @@ __all__ = [
     "get_suite",
     "load_results",
     "register_suite",
+    "render_html",
     "render_markdown",
     "render_report",
     "resolve_method",

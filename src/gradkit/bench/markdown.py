@@ -1,20 +1,16 @@
-"""Render a :class:`BenchResults` as the Markdown of ``report.md`` (pure: text in, text out)."""
+"""Render a :class:`BenchResults` as the Markdown of ``report.md`` (pure: text in, text out).
+
+The tables come from :mod:`gradkit.bench.tables`, which the HTML report renders too.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
 
-from gradkit.bench.results import BenchResults, Record
-from gradkit.bench.stats import format_number, summarize
+from gradkit.bench.results import BenchResults
+from gradkit.bench.tables import Table, appendix_tables, headline_tables, task_tables
 
-__all__ = ["best_variant_table", "render_markdown", "task_table", "verdict_table"]
-
-_VERDICT_MARK = {
-    "holds": "✅ holds",
-    "does not hold": "❌ does not hold",
-    "inconclusive": "➖ inconclusive",
-}
+__all__ = ["markdown_table", "render_markdown"]
 
 
 def _cell(text: object) -> str:
@@ -22,119 +18,20 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
-    lines = ["| " + " | ".join(_cell(h) for h in header) + " |"]
-    lines.append("|" + "|".join("---" for _ in header) + "|")
-    lines.extend("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows)
+def markdown_table(table: Table) -> list[str]:
+    """The lines of ``table`` as a Markdown (GitHub) table: header, ``---`` rule, rows."""
+    lines = ["| " + " | ".join(_cell(h) for h in table.header) + " |"]
+    lines.append("|" + "|".join("---" for _ in table.header) + "|")
+    lines.extend("| " + " | ".join(_cell(c.text) for c in row) + " |" for row in table.rows)
     return lines
 
 
-def _metric_values(records: Sequence[Record], key: str) -> list[float | None]:
-    if key == "final_loss":
-        return [r.final_loss for r in records]
-    if key == "accuracy":
-        return [r.accuracy for r in records]
-    return [r.metrics.get(key) for r in records]
-
-
-def task_table(results: BenchResults, task: str) -> list[str]:
-    """Markdown table lines for one task: a row per method (and variant, for tasks with a
-    hyper-parameter grid), mean ± std over seeds."""
-    info = results.tasks.get(task)
-    metrics = list(info.metrics) if info else []
-    records_all = results.select(task=task)
-    show_acc = any(r.accuracy is not None for r in records_all)
-    loss_name = info.loss_name if info else "loss"
-    header = ["method", "runs", f"final {loss_name}"]
-    if show_acc:
-        header.append("test accuracy (%)")
-    header += [*metrics, "time/run (s)"]
-    rows: list[list[object]] = []
-    cells = [
-        (method, variant)
-        for method in results.methods()
-        for variant in results.variants(task, method)
-    ]
-    for method, variant in cells:
-        records = results.select(task, method, variant)
-        if not records:
-            continue
-        failed = sum(r.status != "ok" for r in records)
-        runs = f"{len(records)}" + (f" ({failed} not ok)" if failed else "")
-        row: list[object] = [
-            f"{method} ({variant})" if variant else method,
-            runs,
-            summarize(_metric_values(records, "final_loss")).format(),
-        ]
-        if show_acc:
-            row.append(summarize(_metric_values(records, "accuracy")).format(digits=4, scale=100))
-        row += [summarize(_metric_values(records, m)).format() for m in metrics]
-        row.append(format_number(summarize([r.wall_time_s for r in records]).mean, 3))
-        rows.append(row)
-    return _table(header, rows)
-
-
-def best_variant_table(results: BenchResults, task: str) -> list[str]:
-    """For a task with a hyper-parameter grid: each method at its best variant (lowest mean
-    final loss), mean ± std over seeds; an empty list when no method has several variants."""
-    methods = [m for m in results.methods() if results.select(task, m)]
-    if all(len(results.variants(task, m)) <= 1 for m in methods):
-        return []
-    info = results.tasks.get(task)
-    metrics = list(info.metrics) if info else []
-    loss_name = info.loss_name if info else "loss"
-    header = ["method", "best variant", "runs", f"final {loss_name}", *metrics]
-    rows: list[list[object]] = []
-    for method in methods:
-        variant = results.best_variant(task, method)
-        records = results.select(task, method, variant)
-        row: list[object] = [
-            method,
-            variant or "—",
-            len(records),
-            summarize(_metric_values(records, "final_loss")).format(),
-        ]
-        row += [summarize(_metric_values(records, m)).format() for m in metrics]
-        rows.append(row)
-    return _table(header, rows)
-
-
-def verdict_table(results: BenchResults) -> list[str]:
-    """Markdown table lines of the verdicts (empty list when there are none)."""
-    if not results.verdicts:
-        return []
-    rows = [
-        [v.claim, v.paper, _VERDICT_MARK.get(v.verdict, v.verdict), v.evidence]
-        for v in results.verdicts
-    ]
-    return _table(["claim", "paper", "verdict", "evidence"], rows)
-
-
-def _hyperparams_lines(results: BenchResults) -> list[str]:
-    rows: list[list[object]] = []
-    seen: set[tuple[str, str, str]] = set()
-    for r in results.records:
-        if (r.task, r.method, r.variant) in seen:
-            continue
-        seen.add((r.task, r.method, r.variant))
-        label = f"{r.method} ({r.variant})" if r.variant else r.method
-        rows.append([r.task, label, _format_kwargs(r.hyperparams)])
-    return _table(["task", "method", "optimizer arguments"], rows) if rows else []
-
-
-def _show(value: Any, nested: bool = False) -> str:
-    """``str`` of a keyword argument (``repr`` inside containers), with lists written as
-    tuples, so that arguments read back from ``results.json`` render as they did in memory."""
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k!r}: {_show(v, True)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        items = [_show(v, True) for v in value]
-        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-    return repr(value) if nested else str(value)
-
-
-def _format_kwargs(kwargs: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={_show(v)}" for k, v in kwargs.items())
+def _section(table: Table) -> list[str]:
+    """``## title``, the note, the table."""
+    lines = [f"## {table.title}", ""]
+    if table.note:
+        lines += [table.note, ""]
+    return [*lines, *markdown_table(table), ""]
 
 
 def render_markdown(results: BenchResults, plots: Mapping[str, str] | None = None) -> str:
@@ -159,9 +56,8 @@ def render_markdown(results: BenchResults, plots: Mapping[str, str] | None = Non
         "Numbers are mean ± sample standard deviation over seeds; deterministic tasks run once.",
         "",
     ]
-    verdicts = verdict_table(results)
-    if verdicts:
-        lines += ["## Verdicts", "", *verdicts, ""]
+    for table in headline_tables(results):
+        lines += _section(table)
     lines += ["## Results", ""]
     for task in results.task_names():
         info = results.tasks.get(task)
@@ -169,23 +65,12 @@ def render_markdown(results: BenchResults, plots: Mapping[str, str] | None = Non
         if info is not None:
             runs = "deterministic, one run per method" if info.deterministic else "one run per seed"
             lines += [f"{info.description}. {info.steps} steps; {runs}.", ""]
-        best = best_variant_table(results, task)
-        if best:
-            lines += ["Each method at its best variant:", "", *best, "", "All variants:", ""]
-        lines += [*task_table(results, task), ""]
+        for table in task_tables(results, task):
+            if table.note:
+                lines += [table.note, ""]
+            lines += [*markdown_table(table), ""]
         if task in plots:
             lines += [f"![{task} loss curves]({plots[task]})", ""]
-    problems = [r for r in results.records if r.status != "ok"]
-    if problems:
-        lines += ["## Runs that did not finish normally", ""]
-        lines += _table(
-            ["task", "method", "seed", "status", "error"],
-            [[r.task, r.method, r.seed, r.status, r.error or ""] for r in problems],
-        )
-        lines.append("")
-    lines += ["## Settings", ""]
-    lines += [*_table(["setting", "value"], [[k, v] for k, v in s.to_dict().items()]), ""]
-    lines += ["## Hyper-parameters", "", *_hyperparams_lines(results), ""]
-    lines += ["## Versions", ""]
-    lines += [*_table(["package", "version"], list(results.versions.items())), ""]
+    for table in appendix_tables(results):
+        lines += _section(table)
     return "\n".join(lines)

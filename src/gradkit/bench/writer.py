@@ -1,5 +1,5 @@
-"""Write a report folder: ``report.md``, ``results.json``, one PNG per task, and (for
-``gradkit bench``) the study database ``study.db``.
+"""Write a report folder: ``report.md``, ``report.html``, ``results.json``, one PNG per task,
+and (for ``gradkit bench``) the study database ``study.db``.
 
 Each file is written to a temporary name in the folder and renamed into place, so a crash
 never leaves a half-written file, and a reader sees either the previous version or the new
@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gradkit.bench.errors import BenchConfigError
+from gradkit.bench.html import render_html
 from gradkit.bench.markdown import render_markdown
 from gradkit.bench.results import BenchResults
 
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 #: The files every report folder contains (plus ``curves_<task>.png`` when plots are on).
-REPORT_FILES = ("report.md", "results.json")
+REPORT_FILES = ("report.md", "report.html", "results.json")
 
 #: Every file name gradkit writes into a report folder (``curves_*.png`` besides); only these
 #: are replaced or removed (``--overwrite``).
@@ -147,6 +148,7 @@ def _fill(folder: Path, results: BenchResults, plots: bool) -> None:
                 _atomic_write(folder / name, functools.partial(_plot, results, task, draw))
                 plot_paths[task] = name
     _write_text(folder / "report.md", render_markdown(results, plot_paths))
+    _write_text(folder / "report.html", render_html(results))
     _write_text(folder / "results.json", results.to_json() + "\n")
 
 

@@ -11,7 +11,8 @@ __all__ = ["add_parser", "run_report"]
 
 
 def run_report(args: argparse.Namespace) -> int:
-    """Handler of ``gradkit report``: rewrite ``report.md`` and the plots from the stored data."""
+    """Handler of ``gradkit report``: rewrite ``report.md``, ``report.html`` and the plots from
+    the stored data."""
     from gradkit.bench.writer import render_report
 
     try:
@@ -28,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
         help="re-render a bench report from its results.json, without training",
-        description="Rewrite report.md and the plots of a gradkit bench report folder from the "
+        description="Rewrite report.md, report.html and the plots of a gradkit bench report folder from the "
         "results.json in it (curves, metrics and the suites' plot data are stored there).",
     )
     p.add_argument("folder", help="a report folder written by gradkit bench (or its results.json)")
