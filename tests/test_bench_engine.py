@@ -135,7 +135,11 @@ def test_engine_calls_the_hooks_and_assembles_once(
 
     monkeypatch.setattr(BenchResults, "assemble", classmethod(spy))
     res = suite.run(
-        optimizers="adam,base,broken", tasks="logged,only_base", smoke=True, seeds=[3, 4]
+        optimizers="adam,base,broken",
+        tasks="logged,only_base",
+        smoke=True,
+        seeds=[3, 4],
+        trials=0,  # the task's own variants (tuning is tested in test_bench_tuning.py)
     )
     assert assembled == ["hooks"]
     assert calls[0] == "resolve adam,base,broken"
@@ -174,7 +178,9 @@ def test_engine_calls_the_hooks_and_assembles_once(
 
 def test_a_task_no_method_applies_to_is_not_run() -> None:
     calls: list[str] = []
-    res = _hook_suite(calls, []).run(optimizers="adam", tasks="only_base,nothing", smoke=True)
+    res = _hook_suite(calls, []).run(
+        optimizers="adam", tasks="only_base,nothing", smoke=True, trials=0
+    )
     assert [r.task for r in res.records] == ["nothing", "nothing"]  # 2 variants, 1 seed
     assert res.tasks["only_base"].description.endswith(
         "Not run: no selected method applies to this task"

@@ -44,9 +44,15 @@ def test_compare_groups_outcomes() -> None:
     assert compare_groups([1.0], [1.05], atol=0.1, deterministic=True).outcome == "tie"
     # stochastic: needs two values per side
     assert compare_groups([1.0], [2.0], atol=0.1).outcome == "unknown"
-    # noisy groups whose means differ by less than 2 standard errors tie
+    # noisy groups whose 95% bootstrap intervals overlap tie; margin = the (negative) gap
     c = compare_groups([1.0, 2.0, 3.0], [1.5, 2.5, 3.5], atol=0.01)
-    assert c.outcome == "tie" and c.margin is not None and c.margin > 0.5
+    assert c.outcome == "tie" and c.margin == pytest.approx(1.5 - 3.0)
+    assert c.a.ci == (1.0, 3.0) and c.b.ci == (1.5, 3.5)
+    # separated intervals decide, even when a z-test on the means would not matter
+    c = compare_groups([1.0, 1.1, 1.2], [1.3, 1.4, 1.5], atol=0.01)
+    assert c.outcome == "lower" and c.margin == pytest.approx(1.3 - 1.2)
+    # separated intervals but a difference below atol: tie
+    assert compare_groups([1.0, 1.001], [1.002, 1.003], atol=0.01).outcome == "tie"
     # all runs of one side failed: that side is worse
     assert compare_groups([None, None], [1.0, 1.1], atol=0.1).outcome == "higher"
     assert compare_groups([1.0, 1.1], [math.nan], atol=0.1).outcome == "lower"
@@ -60,8 +66,13 @@ def test_verdict_less_flips_with_the_numbers() -> None:
     good = verdict_less("a<b", "p", "a", [1.0, 1.01, 0.99], "b", [2.0, 2.02, 1.98], **kw)
     bad = verdict_less("a<b", "p", "a", [2.0, 2.02, 1.98], "b", [1.0, 1.01, 0.99], **kw)
     tie = verdict_less("a<b", "p", "a", [1.0, 1.01, 0.99], "b", [1.0, 1.01, 0.99], **kw)
-    assert (good.verdict, bad.verdict, tie.verdict) == ("holds", "does not hold", "inconclusive")
-    assert "a 1" in good.evidence and "b 2" in good.evidence and "margin" in good.evidence
+    assert (good.verdict, bad.verdict, tie.verdict) == (
+        "holds",
+        "does not hold",
+        "no significant difference",
+    )
+    assert "a 1" in good.evidence and "b 2" in good.evidence
+    assert "95% intervals separate" in good.evidence and "overlap" in tie.evidence
     assert good.numbers["a"] == pytest.approx(1.0) and good.numbers["b"] == pytest.approx(2.0)
 
 
@@ -71,7 +82,7 @@ def test_verdict_not_worse_flips_with_the_numbers() -> None:
     worse = verdict_not_worse("a>=b", "p", "a", [0.90, 0.901], "b", [0.95, 0.951], **kw)
     better = verdict_not_worse("a>=b", "p", "a", [0.99, 0.991], "b", [0.95, 0.951], **kw)
     one_seed = verdict_not_worse("a>=b", "p", "a", [0.99], "b", [0.95], **kw)
-    assert same.verdict == "holds"
+    assert same.verdict == "no significant difference"
     assert worse.verdict == "does not hold"
     assert better.verdict == "holds"
     assert one_seed.verdict == "inconclusive"
@@ -91,6 +102,9 @@ def test_combine() -> None:
     assert combine("c", "p", [v("holds"), v("holds")]).verdict == "holds"
     assert combine("c", "p", [v("holds"), v("does not hold")]).verdict == "does not hold"
     assert combine("c", "p", [v("holds"), v("inconclusive")]).verdict == "inconclusive"
+    nsd = v("no significant difference")
+    assert combine("c", "p", [v("holds"), nsd]).verdict == "no significant difference"
+    assert combine("c", "p", [nsd, v("inconclusive")]).verdict == "inconclusive"
     both = combine("c", "p", [v("holds"), v("inconclusive")])
     assert both.evidence == "holds; inconclusive" and set(both.numbers) == {"holds", "inconclusive"}
     with pytest.raises(ValueError):
@@ -149,7 +163,7 @@ PAPER_LIKE = _results(
         "adam": [1.27, 1.28, 1.26],
         "adabelief": [1.05, 1.05, 1.05],
     },
-    accuracy={"adam": [0.990, 0.992, 0.994], "adabelief": [0.993, 0.994, 0.995]},
+    accuracy={"adam": [0.980, 0.982, 0.984], "adabelief": [0.993, 0.994, 0.995]},
 )
 
 OPPOSITE = _results(
@@ -201,3 +215,14 @@ def test_default_verdicts_without_the_methods_are_inconclusive() -> None:
     assert _by_paper(verdicts) == ["inconclusive"] * 4
     assert all("not measured" in v.evidence for v in verdicts)
     assert "diffgrad" in verdicts[0].evidence
+
+
+def test_overlapping_intervals_give_no_significant_difference() -> None:
+    close = _results(
+        f_values={"f1": {"adam": -0.04, "diffgrad": -0.09}, "f2": {"adam": -0.1, "diffgrad": -0.6}},
+        norm_ratio={"adam": [1.27, 1.28, 1.26], "adabelief": [1.05, 1.05, 1.05]},
+        accuracy={"adam": [0.990, 0.992, 0.994], "adabelief": [0.993, 0.994, 0.991]},
+    )
+    verdict = default_verdicts(close)[3]
+    assert verdict.verdict == "no significant difference"
+    assert "overlap" in verdict.evidence

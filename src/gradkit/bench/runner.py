@@ -202,7 +202,7 @@ def check_curvature_refresh(task: Task[Any], methods: Sequence[BenchMethod]) -> 
             )
 
 
-def _not_run(task: Task[Any], steps: int) -> TaskInfo:
+def not_run_info(task: Task[Any], steps: int) -> TaskInfo:
     info = task.info(steps)
     return dataclasses.replace(
         info, description=info.description + ". Not run: no selected method applies to this task"
@@ -258,7 +258,7 @@ def run_tasks(
                 task_steps = steps or task.default_steps(smoke)
                 trials = plans[task.name]
                 if not trials:
-                    infos[task.name] = _not_run(task, task_steps)
+                    infos[task.name] = not_run_info(task, task_steps)
                     continue
                 task.prepare(trials, bar.set_postfix_str)
                 for trial in trials:

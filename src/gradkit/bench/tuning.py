@@ -35,7 +35,7 @@ from typing import Any
 
 from gradkit.bench.methods import BenchMethod
 from gradkit.bench.results import Record, TaskInfo, TuningSummary
-from gradkit.bench.runner import check_curvature_refresh, run_trial
+from gradkit.bench.runner import check_curvature_refresh, not_run_info, run_trial
 from gradkit.bench.runtime import TrialPruned, num_threads, progress_bar, step_reporter
 from gradkit.bench.search import check_space, describe_space, suggest
 from gradkit.bench.study import SlotStudy, StudyStore, study_name
@@ -179,7 +179,10 @@ def plan_protocol(
         chosen = [m for m in methods if applies is None or applies(task, m)]
         check_curvature_refresh(task, chosen)
         task_steps = steps or task.default_steps(smoke)
-        infos[task.name] = task.info(task_steps)
+        if not chosen:
+            infos[task.name] = not_run_info(task, task_steps)
+        else:
+            infos[task.name] = None  # type: ignore[assignment]  # asked after the runs
         for method in chosen:
             space = method.tuning_space() if protocol.budget > 0 else None
             if space is not None:
@@ -356,12 +359,9 @@ def _run_eval_slot(
     plan: Plan, unit: Unit, label: str, trial: Any, *, note: Callable[[str], None]
 ) -> None:
     study = unit.evals[label]
-    seed = int(trial.user_attrs["seed"])
-    overrides = dict(unit.variants[[v[0] for v in unit.variants].index(label)][1])
     with _failing_on_interrupt(study, trial):
-        run = Trial(unit.task, unit.method, seed, unit.steps, plan.smoke, label, overrides)
+        run = _eval_trial(plan, unit, label, int(trial.user_attrs["seed"]))
         note(run.label)
-        unit.task.prepare([run], note)
         record = run_trial(plan.suite, run)
         _finish(study, trial, record, _objective(unit.task, record), False)
 
@@ -384,6 +384,40 @@ def _drain(study: SlotStudy, run: Callable[[Any], None], sampler: Callable[[], A
         time.sleep(0.5)
 
 
+def _drain_tuning(plan: Plan, unit: Unit, store: StudyStore, bar: Any, *, wait: bool) -> None:
+    if unit.tune is None:
+        return
+    unit.tune.study.pruner = _pruner(unit)
+    _drain(
+        unit.tune,
+        functools.partial(_run_tuning_slot, plan, unit, note=bar.set_postfix_str),
+        functools.partial(_sampler, plan, unit),
+        store,
+        [{"slot": i} for i in range(plan.protocol.budget)],
+        bar,
+        wait=wait,
+    )
+
+
+def _eval_trial(plan: Plan, unit: Unit, label: str, seed: int) -> Trial:
+    overrides = dict(unit.variants[[v[0] for v in unit.variants].index(label)][1])
+    return Trial(unit.task, unit.method, seed, unit.steps, plan.smoke, label, overrides)
+
+
+def _waiting_trials(plan: Plan, unit: Unit) -> list[Trial]:
+    """The evaluation runs of ``unit`` not finished yet (for :meth:`Task.prepare`)."""
+    import optuna
+
+    out = []
+    for label, study in unit.evals.items():
+        waiting = study.study.get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.WAITING,)
+        )
+        seeds = sorted(int(t.user_attrs["seed"]) for t in waiting if "seed" in t.user_attrs)
+        out += [_eval_trial(plan, unit, label, s) for s in seeds]
+    return out
+
+
 def run_protocol(
     plan: Plan,
     store: StudyStore,
@@ -402,27 +436,23 @@ def run_protocol(
     bar = progress_bar(plan.total_runs(), progress, desc=plan.suite)
     bar.update(done)
     note = bar.set_postfix_str
+    # (tuning trials: Task.prepare is called with each trial alone, just before it runs)
     try:
         with num_threads(threads), interrupt_on_sigterm():
             # first every tuning slot this worker can take, then (waiting for other workers'
             # slots where needed) each unit's evaluation
-            for wait in (False, True):
-                for unit in plan.units:
-                    if unit.tune is not None:
-                        unit.tune.study.pruner = _pruner(unit)
-                        _drain(
-                            unit.tune,
-                            functools.partial(_run_tuning_slot, plan, unit, note=note),
-                            functools.partial(_sampler, plan, unit),
-                            store,
-                            [{"slot": i} for i in range(plan.protocol.budget)],
-                            bar,
-                            wait=wait,
-                        )
-                    if not wait:
-                        continue
+            for unit in plan.units:  # every tuning slot this worker can take
+                _drain_tuning(plan, unit, store, bar, wait=False)
+            for task in dict.fromkeys(u.task for u in plan.units):
+                units = [u for u in plan.units if u.task is task]
+                for unit in units:  # wait for other workers' tuning slots, then choose
+                    _drain_tuning(plan, unit, store, bar, wait=True)
                     _open_evals(plan, unit, store)
                     bar.update(sum(len(s.finished()) for s in unit.evals.values()))
+                waiting = [t for u in units for t in _waiting_trials(plan, u)]
+                if waiting:  # once per task with all its runs (one simulation for all)
+                    task.prepare(waiting, note)
+                for unit in units:
                     for label, study in unit.evals.items():
                         _drain(
                             study,
@@ -511,6 +541,15 @@ def collect(
             records.extend(found[s] for s in seeds if s in found)
             complete &= all(s in found for s in seeds)
     return records, trials, summaries, complete
+
+
+def task_infos(plan: Plan) -> dict[str, TaskInfo]:
+    """Each task's :meth:`Task.info`, asked after its runs (a task may describe what ran)."""
+    out = dict(plan.infos)
+    for unit in plan.units:
+        if out.get(unit.task.name) is None:
+            out[unit.task.name] = unit.task.info(unit.steps)
+    return out
 
 
 def _untuned_note(plan: Plan, unit: Unit) -> str:

@@ -21,6 +21,7 @@ from gradkit.bench.tuning import (
     collect,
     plan_protocol,
     run_protocol,
+    task_infos,
 )
 
 __all__ = ["SMOKE_TRIALS", "Suite", "parse_names"]
@@ -194,7 +195,7 @@ class Suite:
         results = BenchResults.assemble(
             suite=self.name,
             methods=plan.methods,
-            tasks=plan.infos,
+            tasks=task_infos(plan),
             seeds=plan.protocol.seeds,
             records=records,
             steps=plan.steps,
