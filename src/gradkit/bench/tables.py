@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gradkit.bench.results import BenchResults, Record
-from gradkit.bench.stats import format_number, summarize
+from gradkit.bench.stats import format_ci, format_number, summarize
 
 __all__ = [
     "APPENDIX_TABLES",
@@ -50,19 +50,27 @@ __all__ = [
     "table",
     "task_table",
     "task_tables",
+    "tuning_table",
     "verdict_table",
     "versions_table",
+    "winrate_table",
 ]
 
 #: How a verdict reads in a table.
 VERDICT_MARK = {
     "holds": "✅ holds",
     "does not hold": "❌ does not hold",
+    "no significant difference": "🟰 no significant difference",
     "inconclusive": "➖ inconclusive",
 }
 
 #: Sort order of the verdicts (a verdict cell's numeric key).
-_VERDICT_ORDER = {"holds": 0.0, "inconclusive": 1.0, "does not hold": 2.0}
+_VERDICT_ORDER = {
+    "holds": 0.0,
+    "no significant difference": 1.0,
+    "inconclusive": 2.0,
+    "does not hold": 3.0,
+}
 
 
 @dataclass(frozen=True)
@@ -219,7 +227,84 @@ def task_table(results: BenchResults, task: str) -> Table:
     return table("runs", header, rows, note=note)
 
 
+def tuning_table(results: BenchResults, task: str) -> Table | None:
+    """How each method was tuned on ``task``: trials used of the budget (pruned ones), the
+    chosen hyper-parameters, the tuning objective on the tuning seed, the tuned result over
+    the evaluation seeds with its 95 % bootstrap interval, and the wall time spent tuning
+    (``None`` when nothing was tuned)."""
+    summaries = [t for t in results.tuning if t.task == task]
+    if not any(t.budget for t in summaries):
+        return None
+    rows: list[list[CellLike]] = []
+    for t in summaries:
+        values = [
+            r.value(t.objective) if r.status == "ok" else None
+            for r in evaluated(results).select(task, t.method)
+        ]
+        s = summarize(values)
+        trials = (
+            f"{t.finished}/{t.budget}" + (f" ({t.pruned} pruned)" if t.pruned else "")
+            if t.budget
+            else "—"
+        )
+        rows.append(
+            [
+                t.method,
+                Cell(trials, float(t.finished)),
+                format_kwargs(_rounded(t.params)) if t.budget else t.note,
+                Cell(format_number(t.best_value), t.best_value),
+                Cell(format_ci(values), s.mean),
+                Cell(format_number(t.tuning_wall_s, 3), t.tuning_wall_s),
+            ]
+        )
+    objective = summaries[0].objective
+    header = [
+        "method",
+        "trials",
+        "chosen hyper-parameters",
+        f"tuning {objective}",
+        f"tuned {objective} [95% CI]",
+        "tuning time (s)",
+    ]
+    budget = max(t.budget for t in summaries)
+    note = (
+        f"Equal-budget tuning: {budget} Optuna TPE trials per method on the tuning seed, the "
+        f"best re-run on the evaluation seeds ({objective}, "
+        f"{summaries[0].direction}d; interval: 95% bootstrap of the mean):"
+    )
+    return table("tuning", header, rows, note=note)
+
+
+def _rounded(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Floats to 4 significant digits (the full values are in ``results.json``)."""
+    return {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in params.items()}
+
+
 # -- sections ------------------------------------------------------------------------------
+def winrate_table(results: BenchResults) -> Table | None:
+    """Each method's win rate across tasks with its 95 % bootstrap interval (``None`` with
+    fewer than two methods on every task)."""
+    from gradkit.bench.winrates import win_rates
+
+    rates = win_rates(evaluated(results))
+    if not rates:
+        return None
+    rows: list[list[CellLike]] = [
+        [
+            w.method,
+            Cell(f"{w.rate:.2f} [{w.low:.2f}, {w.high:.2f}]", w.rate),
+            w.games,
+        ]
+        for w in sorted(rates, key=lambda w: -w.rate)
+    ]
+    note = (
+        "Pairwise comparisons on every task (each task's tuning objective, mean over "
+        "evaluation seeds): a win counts 1, a tie 0.5; interval: 95% bootstrap over seeds."
+    )
+    return table("Win rates across tasks", ["method", "win rate [95% CI]", "comparisons"],
+                 rows, note=note)  # fmt: skip
+
+
 def verdict_table(results: BenchResults) -> Table | None:
     """The verdicts on the papers' claims (``None`` when there are none)."""
     if not results.verdicts:
@@ -296,9 +381,13 @@ def format_kwargs(kwargs: Mapping[str, Any]) -> str:
 
 
 #: Sections before the per-task results.
-HEADLINE_TABLES: list[Callable[[BenchResults], Table | None]] = [verdict_table]
+HEADLINE_TABLES: list[Callable[[BenchResults], Table | None]] = [verdict_table, winrate_table]
 #: The tables under each task, in order.
-TASK_TABLES: list[Callable[[BenchResults, str], Table | None]] = [best_variant_table, task_table]
+TASK_TABLES: list[Callable[[BenchResults, str], Table | None]] = [
+    tuning_table,
+    best_variant_table,
+    task_table,
+]
 #: Sections after the per-task results.
 APPENDIX_TABLES: list[Callable[[BenchResults], Table | None]] = [
     problems_table,

@@ -410,9 +410,7 @@ def _waiting_trials(plan: Plan, unit: Unit) -> list[Trial]:
 
     out = []
     for label, study in unit.evals.items():
-        waiting = study.study.get_trials(
-            deepcopy=False, states=(optuna.trial.TrialState.WAITING,)
-        )
+        waiting = study.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
         seeds = sorted(int(t.user_attrs["seed"]) for t in waiting if "seed" in t.user_attrs)
         out += [_eval_trial(plan, unit, label, s) for s in seeds]
     return out
