@@ -258,6 +258,9 @@ def tuning_table(results: BenchResults, task: str) -> Table | None:
             ]
         )
     objective = summaries[0].objective
+    if objective == "final_loss":
+        info = results.tasks.get(task)
+        objective = info.loss_name if info else "loss"
     header = [
         "method",
         "trials",

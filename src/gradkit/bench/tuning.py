@@ -243,7 +243,9 @@ def _open_evals(plan: Plan, unit: Unit, store: StudyStore) -> None:
     with store.locked():
         if unit.tuned:
             params, _ = _best(unit)
-            variants: list[tuple[str, dict[str, Any]]] = [("", params)]
+            variants: list[tuple[str, dict[str, Any]]] = [
+                ("", unit.task.tuned_overrides(unit.method, params))
+            ]
         else:
             variants = unit.variants
         for label, overrides in variants:
@@ -329,7 +331,8 @@ def _run_tuning_slot(plan: Plan, unit: Unit, trial: Any, *, note: Callable[[str]
     slot = int(trial.user_attrs["slot"])
     with _failing_on_interrupt(unit.tune, trial):
         params = suggest(trial, unit.space)
-        run = Trial(unit.task, unit.method, TUNING_SEED, unit.steps, plan.smoke, "", params)
+        overrides = unit.task.tuned_overrides(unit.method, params)
+        run = Trial(unit.task, unit.method, TUNING_SEED, unit.steps, plan.smoke, "", overrides)
         note(f"{run.label} tuning trial {slot + 1}/{plan.protocol.budget}")
         unit.task.prepare([run], note)
         reporter = _PruneReporter(trial, unit.steps) if plan.protocol.prune else None
@@ -342,7 +345,7 @@ def _run_tuning_slot(plan: Plan, unit: Unit, trial: Any, *, note: Callable[[str]
             pruned = True
             record = Record(
                 plan.suite, unit.task.name, unit.method.name, TUNING_SEED, None, (),
-                time.perf_counter() - start, unit.steps, hyperparams=params, status="pruned",
+                time.perf_counter() - start, unit.steps, hyperparams=overrides, status="pruned",
                 error=str(why),
             )  # fmt: skip
         record = _as_trial(record, slot)

@@ -166,7 +166,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="tuning trials per method and task (Optuna TPE; the winner is re-run on the "
         "evaluation seeds); 0 uses the tasks' given hyper-parameters (default: the suite's "
-        "budget, 8 for default; at most 2 with --smoke)",
+        "budget, 8 for default and lm; 1 with --smoke)",
     )
     p.add_argument(
         "--storage",

@@ -27,7 +27,7 @@ from gradkit.bench.tuning import (
 __all__ = ["SMOKE_TRIALS", "Suite", "parse_names"]
 
 #: Tuning trials per method in smoke mode (at most).
-SMOKE_TRIALS = 2
+SMOKE_TRIALS = 1
 
 
 def parse_names(value: str | Sequence[str] | None, kind: str) -> list[str] | None:

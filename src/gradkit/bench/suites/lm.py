@@ -415,11 +415,14 @@ SUITE = Suite(
     name="lm",
     description=(
         "AdamW, SophiaG, SWAN, SinkGD, ARO and torch Muon on a tiny character-level GPT "
-        "(public-domain text shipped with gradkit), 3 learning rates × 3 seeds each"
+        "(public-domain text shipped with gradkit), each tuned with 8 trials (η and SophiaG's "
+        "ρ), then 3 evaluation seeds"
     ),
     tasks={TASK: CharGPTTask(TASK, CONFIG, SETTINGS, SMOKE_SETTINGS, lm_grid, lm_hyperparams)},
     default_optimizers=default_methods,
     verdicts=lm_verdicts,
     extra_methods=lm_methods,
     default_threads=1,
+    default_trials=8,
+    prune=True,
 )

@@ -124,6 +124,13 @@ class Task(abc.ABC, Generic[M]):
         """
         return [("", {})]
 
+    def tuned_overrides(self, method: M, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The fixed hyper-parameters of a run with the tuner's ``params`` (drawn from the
+        method's search space). The default uses them as they are; a task whose settings
+        derive from the learning rate (the ``lm`` suite's matrix-group ratio and AdamW side)
+        maps them here."""
+        return dict(params)
+
     def info(self, steps: int) -> TaskInfo:
         """The static description stored in ``results.json``."""
         return TaskInfo(

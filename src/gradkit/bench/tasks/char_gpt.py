@@ -358,6 +358,15 @@ class CharGPTTask(Task[Method]):
             grid = [grid[len(grid) // 2]]
         return [(f"lr={lr:g}", self._filtered(method, lr)) for lr in grid]
 
+    def tuned_overrides(self, method: Method, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The tuner's ``lr`` is the suite's η: every setting that derives from it (the matrix
+        group's 0.2·η, the AdamW side's η) follows, as on the grid; other drawn knobs (SophiaG's
+        ρ) are used as they are."""
+        rest = {k: v for k, v in params.items() if k != "lr"}
+        if "lr" not in params:
+            return rest
+        return {**self._filtered(method, float(params["lr"])), **rest}
+
     def _filtered(self, method: Method, lr: float) -> dict[str, Any]:
         wanted = self._hyperparams_for(method, lr)
         out = {k: v for k, v in wanted.items() if method.accepts(k)}
