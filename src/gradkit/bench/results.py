@@ -4,66 +4,17 @@ Everything a report shows is computed from a :class:`BenchResults`; rendering (M
 plots) never runs an optimizer. :meth:`BenchResults.to_dict` gives the JSON document below,
 :meth:`BenchResults.from_dict` reads it back.
 
-``results.json`` schema, version 2
+``results.json`` schema, version 3
 ----------------------------------
 
-Top-level object:
-
-``schema_version`` (int)
-    ``2`` (version 1 lacks the records' ``artifacts`` and is still read). Bumped on any
-    incompatible change; readers reject versions they do not know.
-``created_utc`` (str)
-    ISO-8601 time the run finished (UTC). The only field that differs between two seeded runs,
-    together with ``wall_time_s``.
-``settings`` (object)
-    ``suite`` (str), ``optimizers`` (list of str, method names in run order), ``tasks`` (list
-    of str), ``seeds`` (list of int), ``steps`` (int or null: the ``--steps`` override; null
-    means each task's own default), ``smoke`` (bool), ``num_threads`` (int or null: the value
-    passed to ``torch.set_num_threads``; null means left unchanged).
-``versions`` (object)
-    ``gradkit``, ``torch``, ``numpy``, ``python``, ``platform`` (all str).
-``tasks`` (object)
-    Task name -> ``{"description": str, "loss_name": str, "steps": int, "deterministic": bool,
-    "metrics": [str], "higher_is_better": {metric: bool}, "optimum": float or null}``.
-    ``steps`` is the number of optimizer steps each run of the task made; ``deterministic``
-    tasks do not depend on the seed and are run once (with the first seed); ``metrics`` names
-    the keys of each record's ``metrics`` dict that the report tabulates; ``optimum`` is the
-    known minimum of the loss, if any (plots then show the loss minus the optimum).
-``records`` (list of object)
-    One per (suite, task, method, seed):
-
-    ``suite``, ``task``, ``method`` (str), ``seed`` (int),
-    ``status`` (str): ``"ok"``, ``"diverged"`` (the loss became non-finite) or ``"error"`` (the
-    optimizer raised; ``error`` holds the message),
-    ``error`` (str or null),
-    ``final_loss`` (float or null): the task's final loss (null when not finite),
-    ``accuracy`` (float or null): final test accuracy in [0, 1] for classification tasks,
-    ``wall_time_s`` (float): seconds spent in this run (not deterministic),
-    ``steps`` (int): optimizer steps taken,
-    ``curve`` (list of float or null): the loss at every ``curve_stride``-th step, so
-    ``curve[i]`` belongs to step ``i * curve_stride``. For full-batch tasks entry ``k`` of the
-    unsubsampled curve is the loss after ``k`` updates (the curve has ``steps + 1`` entries);
-    for minibatch tasks it is the minibatch loss computed at step ``k``, before its update
-    (``steps`` entries). Non-finite values are written as null; a diverged run's curve stops
-    early,
-    ``curve_stride`` (int),
-    ``metrics`` (object): named task-specific figures, str -> float or null (for example
-    ``final_x`` on the 1-D functions, ``dist_to_opt`` on Rosenbrock, ``w_norm_ratio`` on the
-    BatchNorm CNN),
-    ``hyperparams`` (object): the keyword arguments the optimizer was built with,
-    ``variant`` (str, only written when not empty): which of the task's hyper-parameter variants
-    of the method this run used (for example ``"lr=3e-3"`` in a learning-rate grid; empty when
-    the task has one setting per method),
-    ``eval_curve`` (list of ``[step, float or null]``, only written when not empty): a held-out
-    loss (for example the validation loss) after ``step`` optimizer steps,
-    ``artifacts`` (object, only written when not empty; new in version 2): what the task kept
-    of the run for its own plots, as plain JSON (for example ``"trajectory"``, the toy's
-    ``[points][starts][2]`` path of the ``mtl`` suite), so a report re-renders from
-    ``results.json`` alone (``gradkit report DIR``).
-``verdicts`` (list of object)
-    ``claim`` (str), ``paper`` (str), ``tasks`` (list of str), ``verdict`` (one of
-    ``"holds"``, ``"does not hold"``, ``"inconclusive"``), ``evidence`` (str: the numbers that
-    decided it, in words), ``numbers`` (object str -> float or null).
+Top level: ``schema_version`` (``3``; versions 1 and 2 are still read), ``created_utc``,
+``settings`` (:class:`RunSettings`: suite, methods, tasks, evaluation seeds, steps, smoke,
+threads, the tuning budget ``trials``, the study ``storage`` and whether the run is
+``complete``), ``versions``, ``tasks`` (:class:`TaskInfo` per task), ``records`` (one
+:class:`Record` per evaluation run), ``verdicts`` (:class:`Verdict`), ``tuning`` (one
+:class:`TuningSummary` per task and method) and ``trials`` (every tuning trial as a
+:class:`Record`, curves dropped). Every field is described in ``docs/bench.md`` ("results.json
+schema"); each class's ``to_dict`` writes its part.
 
 All floats are finite JSON numbers; NaN and infinities are written as ``null``.
 """
