@@ -125,17 +125,20 @@ def test_normalize_seeds() -> None:
             normalize_seeds(bad, 1)
 
 
-def test_thread_count_is_set_and_restored() -> None:
+def test_thread_count_is_set_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gradkit.bench.tuning as tuning
+
     before = torch.get_num_threads()
     seen: list[int] = []
-    res = run_suite(
-        optimizers="adam",
-        tasks="f3",
-        steps=2,
-        num_threads=3,
-        on_record=lambda r: seen.append(torch.get_num_threads()),
-    )
-    assert seen == [3] and res.settings.num_threads == 3
+    real = tuning.run_trial
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tuning, "run_trial", spy)
+    res = run_suite(optimizers="adam", tasks="f3", steps=2, num_threads=3, trials=2)
+    assert seen == [3, 3, 3] and res.settings.num_threads == 3  # 2 tuning trials + 1 run
     assert torch.get_num_threads() == before
     assert resolve_threads("auto", smoke=False) == 2 and resolve_threads("auto", smoke=True) == 1
     assert resolve_threads(None, smoke=False) is None
@@ -229,10 +232,15 @@ def test_crash_while_writing_leaves_old_report_and_no_temp(
 
     monkeypatch.setattr("gradkit.bench.plots.plot_task", crash)
     res = run_suite(optimizers="adam", tasks="f1", smoke=True)
+    (out / "mine.txt").write_text("a user's file")
     with pytest.raises(RuntimeError, match="disk on fire"):
         bench.write_report(res, out)
     assert (out / "results.json").read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["r"]
+    # no temporary file is left behind, and the user's file is untouched
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["curves_f1.png", "mine.txt", "report.html", "report.md", "results.json"]
+    )
     # a crash into a fresh target leaves nothing at all
     with pytest.raises(RuntimeError):
         bench.write_report(res, tmp_path / "fresh")

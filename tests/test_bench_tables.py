@@ -3,8 +3,9 @@
 ``tests/data/bench_report`` holds a synthetic ``results.json`` that exercises every table (an
 lr grid with a best variant, a diverged and an errored run, accuracy, metrics with missing
 values, verdicts, nested hyper-parameters, ``|`` and HTML in names) and the ``report.md`` that
-gradkit rendered from it *before* the tables moved to ``tables.py``: the Markdown must stay
-byte-identical.
+gradkit renders from it: the Markdown must stay byte-identical. It was rendered before the
+tables moved to ``tables.py`` (and matched after the move); it is regenerated only for a
+deliberate layout change (last: the win-rate table and the tuning settings, issue 12).
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ def test_cells_keep_the_number_they_show() -> None:
     assert verdicts is not None
     assert [(c.text, c.kind, c.sort) for c in (r[2] for r in verdicts.rows)] == [
         ("✅ holds", "holds", 0.0),
-        ("❌ does not hold", "does not hold", 2.0),
-        ("➖ inconclusive", "inconclusive", 1.0),
+        ("❌ does not hold", "does not hold", 3.0),
+        ("➖ inconclusive", "inconclusive", 2.0),
     ]
 
 

@@ -223,7 +223,18 @@ def test_a_report_without_a_study_is_not_replaced(
 
 # -- real processes: SIGTERM and resume, two workers ----------------------------------------
 
-DIGITS = ["--tasks", "digits_cnn", "--optimizers", "adam,sgd", "--trials", "4", "--seeds", "2", "--steps", "6"]
+DIGITS = [
+    "--tasks",
+    "digits_cnn",
+    "--optimizers",
+    "adam,sgd",
+    "--trials",
+    "4",
+    "--seeds",
+    "2",
+    "--steps",
+    "6",
+]
 
 
 def _cli(out: Path, *extra: str) -> list[str]:

@@ -180,7 +180,7 @@ def test_smoke_writes_report_files_and_no_temp_dirs(smoke_report: tuple[Path, in
 def test_smoke_results_json_schema(smoke_report: tuple[Path, int, str]) -> None:
     out, _, _ = smoke_report
     data = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert data["schema_version"] == 2
+    assert data["schema_version"] == 3
     assert set(data) == {
         "schema_version",
         "created_utc",
@@ -189,6 +189,8 @@ def test_smoke_results_json_schema(smoke_report: tuple[Path, int, str]) -> None:
         "tasks",
         "records",
         "verdicts",
+        "tuning",
+        "trials",
     }
     settings = data["settings"]
     assert set(settings) == {
@@ -199,8 +201,14 @@ def test_smoke_results_json_schema(smoke_report: tuple[Path, int, str]) -> None:
         "steps",
         "smoke",
         "num_threads",
+        "trials",
+        "storage",
+        "complete",
     }
     assert settings["suite"] == "default" and settings["smoke"] is True
+    assert settings["trials"] == 1 and settings["complete"] is True  # smoke: 1 trial
+    assert settings["storage"].startswith("sqlite:///") and settings["storage"].endswith("study.db")
+    assert len(data["tuning"]) == len(data["records"]) == len(data["trials"])
     assert settings["seeds"] == [0]
     assert settings["num_threads"] == 1  # smoke mode's default
     # the default path runs every registry optimizer next to the torch baselines
@@ -329,7 +337,7 @@ def test_bench_refuses_to_replace_a_foreign_folder(
         ["bench", "--smoke", "--no-progress", "--no-plots", "--tasks", "f1", "--out", str(tmp_path)]
     )
     assert code == 2
-    assert "refusing to replace" in capsys.readouterr().err
+    assert "refusing to write into" in capsys.readouterr().err
     assert keep.read_text() == "do not delete"
 
 

@@ -55,9 +55,9 @@ def test_every_table_and_every_method_is_on_the_page() -> None:
     page = render_html(results)
     for title in ("Verdicts", "Runs that did not finish normally", "Settings", "Versions"):
         assert f'data-table="{title}"' in page
-    # verdicts; quad, grid (best variants, all variants), cls; problems, settings, arguments,
-    # versions
-    assert page.count('<table class="sortable"') == 1 + 4 + 4
+    # verdicts, win rates; quad, grid (best variants, all variants), cls; problems, settings,
+    # arguments, versions
+    assert page.count('<table class="sortable"') == 2 + 4 + 4
     for task in results.task_names():
         chart = page.split(f'data-task="{task}"')[1].split("</figure>")[0]
         for method in _methods_on(results, task):
@@ -204,7 +204,7 @@ def test_report_in_a_browser(browser: Any, tmp_path: Path, source: str) -> None:
     # every table sorts, both ways, by number where the column has numbers (the smoke run's
     # text-only tables at the end are like the fixture's: only its result tables are clicked)
     if source == "fixture":
-        assert _check_sorting(page, "table.sortable") == 37
+        assert _check_sorting(page, "table.sortable") == 40
     else:
         assert _check_sorting(page, "section.task table.sortable") >= 2 * 5
 

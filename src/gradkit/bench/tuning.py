@@ -510,6 +510,8 @@ def collect(
                         trials.append(_strip(rec))
                 tuned_params, best = _best(unit)
                 best_value = best.values[0] if best is not None and best.values else None
+                if best_value is not None and not math.isfinite(best_value):
+                    best_value = None  # as results.json stores it (diverged)
                 complete &= finished >= plan.protocol.budget
         summaries.append(
             TuningSummary(

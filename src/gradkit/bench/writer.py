@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -175,8 +176,14 @@ def write_report(results: BenchResults, out: str | os.PathLike[str], *, plots: b
     """
     out = Path(out).expanduser().absolute()
     _check_target(out)
+    created = not out.exists()
     _check_writable(out)
-    _fill(out, results, plots)
+    try:
+        _fill(out, results, plots)
+    except BaseException:
+        if created:  # a crash into a fresh target leaves nothing at all
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     return out
 
 

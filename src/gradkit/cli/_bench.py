@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
+from pathlib import Path
 
 from gradkit.bench.errors import BenchConfigError
 
@@ -79,12 +81,14 @@ def run_bench(args: argparse.Namespace) -> int:
     """Handler of ``gradkit bench``: plan, check the report folder, run the protocol (resuming
     what the study database holds), write the report, print the verdicts."""
     from gradkit.bench.methods import registry_methods
+    from gradkit.bench.runtime import resolve_threads
     from gradkit.bench.study import DB_NAME, open_store
     from gradkit.bench.suites import get_suite
     from gradkit.bench.tuning import BenchInterrupted
     from gradkit.bench.writer import prepare_out, write_report
 
     start = time.perf_counter()
+    created: Path | None = None
     try:
         suite = get_suite(args.suite)
         seeds = parse_seeds(args.seeds) if args.seeds is not None else None
@@ -100,10 +104,13 @@ def run_bench(args: argparse.Namespace) -> int:
             smoke=args.smoke,
             trials=args.trials,
         )
+        threads = "auto" if args.threads is None else (args.threads or None)
+        resolve_threads(threads, args.smoke)  # a bad value fails before anything is touched
+        if not Path(args.out).expanduser().exists():
+            created = Path(args.out).expanduser().absolute()
         out = prepare_out(args.out, overwrite=args.overwrite)
         store = open_store(args.storage or f"sqlite:///{out / DB_NAME}")
         print(f"gradkit bench --suite {suite.name}: {_estimate(plan)}", file=sys.stderr)
-        threads = "auto" if args.threads is None else (args.threads or None)
         try:
             results = suite.execute(
                 plan, store=store, progress=not args.no_progress, num_threads=threads
@@ -120,12 +127,11 @@ def run_bench(args: argparse.Namespace) -> int:
             )
             return 130
         out = write_report(results, out, plots=not args.no_plots)
-    except BenchConfigError as exc:
+    except (BenchConfigError, ImportError) as exc:
+        if created is not None and not (created / "results.json").exists():
+            shutil.rmtree(created, ignore_errors=True)  # made by this run, holds nothing yet
         print(f"gradkit bench: error: {exc}", file=sys.stderr)
-        return 2
-    except ImportError as exc:
-        print(f"gradkit bench: error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, BenchConfigError) else 1
     _print_summary(results, str(out), time.perf_counter() - start)
     return 0
 

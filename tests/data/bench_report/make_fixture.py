@@ -1,6 +1,7 @@
 """Build ``tests/data/bench_report/results.json``: synthetic records that exercise every report
 table. Run from the repository root. The ``report.md`` beside it is what gradkit rendered from
-it *before* the report tables moved to ``gradkit.bench.tables``; do not regenerate that file.
+it (first before the report tables moved to ``gradkit.bench.tables``); regenerate it only for
+a deliberate change of the report's layout.
 """
 
 import math

@@ -128,7 +128,7 @@ class FunctionTask(Task[Method]):
         self.loss_name = f"{self.function.name}(x)"
         self.description = (
             f"diffGrad synthetic function {self.function.name} (analytic gradient, x0 = "
-            f"{START_X}, lr = {LR}, betas = {BETAS}); global minimum at x ≈ "
+            f"{START_X}, betas = {BETAS}, untuned lr = {LR}); global minimum at x ≈ "
             f"{self.function.global_min_x}"
         )
 

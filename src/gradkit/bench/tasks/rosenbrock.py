@@ -65,8 +65,8 @@ class RosenbrockTask(Task[Method]):
     metrics = ("dist_to_opt",)
     higher_is_better: ClassVar[Mapping[str, bool]] = {"dist_to_opt": False}
     description = (
-        "Rosenbrock f(x, y) = (1−x)² + 100(y−x²)² from (−1.2, 1); one learning rate per "
-        "optimizer family (adaptive 0.1, momentum 2e-3)"
+        "Rosenbrock f(x, y) = (1−x)² + 100(y−x²)² from (−1.2, 1); untuned learning rate "
+        "(--trials 0) per optimizer family: adaptive 0.1, momentum 2e-3"
     )
 
     def default_steps(self, smoke: bool) -> int:
