@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import types
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
