@@ -308,6 +308,7 @@ class CharGPTTask(Task[Method]):
 
     loss_name = "validation loss"
     deterministic = False
+    seconds_per_run = 20.0  # measured on the 2-core machine, quiet, incl. the study database
     metrics = ("train_loss", "opt_state_mib", "ms_per_step")
     higher_is_better: ClassVar[Mapping[str, bool]] = {
         "train_loss": False,
