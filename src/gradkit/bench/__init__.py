@@ -6,7 +6,11 @@ Python:
 
 * :func:`run_suite` runs a registered suite (``"default"``...) and returns a
   :class:`BenchResults`; :func:`write_report` writes it as a report folder.
-* :func:`compare` runs the same comparison on your own model and data loader.
+* :func:`compare` runs the same comparison on your own model and data loader; your own
+  optimizer classes or factories join it beside the named methods (:func:`user_method`).
+* :func:`make_task` makes a task of your model, data and loss for ``gradkit bench --task
+  module:factory`` and config files (:func:`load_config`; the Task and Method contract is in
+  ``docs/bench.md``).
 * :func:`load_results` reads a ``results.json`` back; :func:`render_report` re-renders a
   report folder from it (``gradkit report DIR``).
 * :func:`run_trial` runs one :class:`Trial` (method, hyper-parameters, task, seed) and returns
@@ -29,12 +33,19 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from gradkit.bench.api import compare
+from gradkit.bench.api import compare, make_task
+from gradkit.bench.config import BenchConfig, load_config
 from gradkit.bench.errors import BenchConfigError
 from gradkit.bench.families import AggregatorMethod, StrategyMethod, TaskBaseline
 from gradkit.bench.html import render_html
 from gradkit.bench.markdown import render_markdown
-from gradkit.bench.methods import BenchMethod, Method, available_methods, resolve_method
+from gradkit.bench.methods import (
+    BenchMethod,
+    Method,
+    available_methods,
+    resolve_method,
+    user_method,
+)
 from gradkit.bench.results import SCHEMA_VERSION, BenchResults, Record, RunSettings, Verdict
 from gradkit.bench.runner import Trial, run_trial
 from gradkit.bench.suites import Suite, get_suite, register_suite, suite_names
@@ -43,6 +54,7 @@ from gradkit.bench.writer import render_report, write_report
 __all__ = [
     "SCHEMA_VERSION",
     "AggregatorMethod",
+    "BenchConfig",
     "BenchConfigError",
     "BenchMethod",
     "BenchResults",
@@ -57,7 +69,9 @@ __all__ = [
     "available_methods",
     "compare",
     "get_suite",
+    "load_config",
     "load_results",
+    "make_task",
     "register_suite",
     "render_html",
     "render_markdown",
@@ -66,6 +80,7 @@ __all__ = [
     "run_suite",
     "run_trial",
     "suite_names",
+    "user_method",
     "write_report",
 ]
 

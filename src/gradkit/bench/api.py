@@ -17,7 +17,7 @@ from gradkit.bench.runtime import DEFAULT_THREADS
 from gradkit.bench.tasks.base import Outcome, Task
 from gradkit.bench.training import cycle_batches, train_steps
 
-__all__ = ["DEFAULT_LR", "compare"]
+__all__ = ["DEFAULT_LR", "UserTask", "compare", "make_task"]
 
 #: Learning rate per :attr:`Method.family` when the caller gives none.
 DEFAULT_LR = {"adaptive": 1e-3, "momentum": 1e-2, "other": 1e-3}
@@ -25,9 +25,13 @@ DEFAULT_LR = {"adaptive": 1e-3, "momentum": 1e-2, "other": 1e-3}
 #: Minibatch losses averaged for ``final_loss`` when ``eval_fn`` gives no ``"loss"``.
 TAIL = 10
 
+#: Steps of a :func:`make_task` task under ``--smoke`` (at most), unless it says otherwise.
+SMOKE_STEPS = 20
+
 
 class UserTask(Task[Method]):
-    """A task made of a user's model factory, data loader and loss (see :func:`compare`)."""
+    """A task made of a user's model factory, data loader and loss (see :func:`make_task` and
+    :func:`compare`)."""
 
     deterministic = False
 
@@ -42,17 +46,32 @@ class UserTask(Task[Method]):
         optimizer_kwargs: Mapping[str, Mapping[str, Any]],
         eval_fn: Callable[[torch.nn.Module], float | Mapping[str, float]] | None,
         device: torch.device | str | None,
+        *,
+        smoke_steps: int | None = None,
+        objective: str = "final_loss",
+        metrics: Sequence[str] = (),
+        higher_is_better: Mapping[str, bool] | None = None,
+        description: str | None = None,
+        seconds_per_run: float | None = None,
     ) -> None:
         self.name = name
-        self.description = f"user task {name!r}"
+        self.description = description or f"user task {name!r}"
         self.loss_name = "loss"
         self._model_fn, self._loader, self._loss_fn = model_fn, loader, loss_fn
         self._steps, self._lr, self._kwargs = steps, lr, optimizer_kwargs
         self._eval_fn, self._device = eval_fn, device
+        self._smoke_steps = min(steps, SMOKE_STEPS) if smoke_steps is None else smoke_steps
+        self.metrics = tuple(metrics)
+        # per-instance values of what Task declares per class
+        vars(self).update(
+            objective=objective,
+            higher_is_better={"accuracy": True, **(higher_is_better or {})},
+            seconds_per_run=seconds_per_run,
+        )
 
     def default_steps(self, smoke: bool) -> int:
-        """The ``steps`` given to :func:`compare`."""
-        return self._steps
+        """The ``steps`` given (``smoke_steps`` in smoke mode)."""
+        return self._smoke_steps if smoke else self._steps
 
     def hyperparams(self, method: Method) -> dict[str, Any]:
         """``lr`` (given or the family default), momentum 0.9 where accepted, then the user's
@@ -97,6 +116,99 @@ class UserTask(Task[Method]):
         return Outcome(final, curve, accuracy=accuracy, metrics=metrics, status=status), used
 
 
+def make_task(
+    name: str,
+    model_fn: Callable[[], torch.nn.Module],
+    train_loader: Iterable[Any],
+    loss_fn: Callable[[Any, Any], torch.Tensor],
+    *,
+    steps: int = 100,
+    eval_fn: Callable[[torch.nn.Module], float | Mapping[str, float]] | None = None,
+    objective: str = "final_loss",
+    metrics: Sequence[str] = (),
+    higher_is_better: Mapping[str, bool] | None = None,
+    lr: float | Mapping[str, float] | None = None,
+    optimizer_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    smoke_steps: int | None = None,
+    device: torch.device | str | None = None,
+    description: str | None = None,
+    seconds_per_run: float | None = None,
+) -> UserTask:
+    """A bench task from your model, data and loss, for ``gradkit bench --task`` and config
+    files: return it from a factory ``make_task()`` in your module.
+
+    Each run seeds every generator, calls ``model_fn()``, builds the method's optimizer on the
+    model's parameters and takes ``steps`` steps on batches of ``train_loader`` (re-iterated
+    when exhausted), then calls ``eval_fn(model)`` in eval mode under ``torch.no_grad()``. The
+    tuner draws the hyper-parameters it tunes (the learning rate...); the others come from
+    ``lr`` and ``optimizer_kwargs`` as in :func:`compare`.
+
+    Args:
+        name: the task's name in the report (no ``:``).
+        model_fn: builds a fresh ``torch.nn.Module`` (called once per run).
+        train_loader: iterable of ``(inputs, targets)`` batches, such as a ``DataLoader``.
+        loss_fn: ``loss_fn(model(inputs), targets)`` → scalar tensor.
+        steps: optimizer steps per run (``gradkit bench --steps`` overrides it).
+        eval_fn: after training: a mapping with ``"loss"`` (becomes ``final_loss``),
+            ``"accuracy"`` (in [0, 1]) and other named figures (go to ``metrics``), or one
+            number (``metrics["eval"]``). Without a ``"loss"``, ``final_loss`` is the mean of
+            the last 10 minibatch losses.
+        objective: what tuning optimises: ``"final_loss"`` (default, minimised),
+            ``"accuracy"`` (maximised) or one of ``eval_fn``'s figures (added to ``metrics``).
+        metrics: ``eval_fn`` figures the report tabulates.
+        higher_is_better: the direction of each figure (``accuracy``: higher; others lower
+            unless said here).
+        lr: learning rate of untuned runs (``--trials 0``): one value or per method; default
+            1e-3 for Adam-like methods, 1e-2 for momentum methods.
+        optimizer_kwargs: fixed constructor arguments per method name, such as
+            ``{"adamw": {"weight_decay": 0.05}}`` (the tuner's draws win over them).
+        smoke_steps: steps under ``--smoke`` (default ``min(steps, 20)``).
+        device: move the model and batches there.
+        description: one sentence for the report.
+        seconds_per_run: typical seconds per run at ``steps`` (the estimate printed before a
+            run starts); ``None``: unknown.
+
+    Raises:
+        BenchConfigError: a bad name, steps or objective.
+        TypeError: a non-callable ``model_fn``/``loss_fn``/``eval_fn`` or a ``train_loader``
+            that is not iterable.
+
+    Example:
+        >>> import torch
+        >>> x = torch.randn(64, 3)
+        >>> batches = [(x[i : i + 16], x[i : i + 16].sum(1, keepdim=True)) for i in (0, 16)]
+        >>> task = make_task("sum3", lambda: torch.nn.Linear(3, 1), batches,
+        ...                  torch.nn.functional.mse_loss, steps=30)
+        >>> (task.name, task.default_steps(False), task.default_steps(True), task.objective)
+        ('sum3', 30, 20, 'final_loss')
+    """
+    if not isinstance(name, str) or not name.strip() or ":" in name:
+        raise BenchConfigError(f"a task name must be a non-empty string without ':', got {name!r}")
+    for what, fn in (("model_fn", model_fn), ("loss_fn", loss_fn)):
+        if not callable(fn):
+            raise TypeError(f"{what} must be callable, got {type(fn).__name__}")
+    if eval_fn is not None and not callable(eval_fn):
+        raise TypeError(f"eval_fn must be callable or None, got {type(eval_fn).__name__}")
+    if not isinstance(train_loader, Iterable):
+        raise TypeError(f"train_loader must be iterable, got {type(train_loader).__name__}")
+    checked = normalize_steps(steps)
+    if checked is None:
+        raise BenchConfigError("steps must be given")
+    smoke = normalize_steps(smoke_steps)
+    if not isinstance(objective, str) or not objective:
+        raise BenchConfigError(f"objective must be a non-empty string, got {objective!r}")
+    shown = list(metrics)
+    if objective not in ("final_loss", "accuracy", *shown):
+        shown.append(objective)
+    return UserTask(
+        name.strip(), model_fn, train_loader, loss_fn, checked, lr,
+        {k.lower(): dict(v) for k, v in (optimizer_kwargs or {}).items()}, eval_fn, device,
+        smoke_steps=smoke, objective=objective, metrics=shown,
+        higher_is_better=higher_is_better, description=description,
+        seconds_per_run=seconds_per_run,
+    )  # fmt: skip
+
+
 def _check_kwargs(methods: Sequence[Method], kwargs: Mapping[str, Mapping[str, Any]]) -> None:
     """Reject per-method arguments for unselected methods or that the optimizer lacks."""
     names = {m.name: m for m in methods}
@@ -115,7 +227,7 @@ def compare(
     model_fn: Callable[[], torch.nn.Module],
     train_loader: Iterable[Any],
     loss_fn: Callable[[Any, Any], torch.Tensor],
-    optimizers: str | Sequence[str] = ("sgd", "adam"),
+    optimizers: str | Sequence[str | type | Callable[..., Any] | Method] = ("sgd", "adam"),
     *,
     steps: int = 100,
     seeds: int | Sequence[int] = 1,
@@ -141,8 +253,11 @@ def compare(
         model_fn: builds the model (called once per run).
         train_loader: iterable of ``(inputs, targets)`` batches.
         loss_fn: ``loss_fn(model(inputs), targets)`` → scalar tensor.
-        optimizers: method names: ``sgd`` (momentum 0.9), ``adam``, ``adamw`` and every gradkit
-            registry name (see ``gradkit list``).
+        optimizers: the methods, each one of: a name (``sgd`` with momentum 0.9, ``adam``,
+            ``adamw`` and every gradkit registry name, see ``gradkit list``); your own
+            ``torch.optim.Optimizer`` subclass or factory ``f(params, **hyperparams)``, named
+            after the class (lower-cased) or the function (see :func:`user_method`, which also
+            takes a ``name``); a ``"module:ClassOrFactory"`` string; a :class:`Method`.
         steps: optimizer steps per run.
         seeds: number of seeds (``N`` → ``0..N-1``) or an explicit list.
         lr: one learning rate for all, or a per-method mapping; the default is 1e-3 for
@@ -162,7 +277,8 @@ def compare(
         plots: draw loss curves when writing the report.
 
     Raises:
-        BenchConfigError: unknown optimizer names, bad seeds or steps, bad ``optimizer_kwargs``.
+        BenchConfigError: unknown optimizer names, two methods of one name (or a user method
+            named like a built-in one), bad seeds or steps, bad ``optimizer_kwargs``.
 
     Example:
         >>> import torch
@@ -187,7 +303,12 @@ def compare(
         raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
     if isinstance(optimizers, str):
         optimizers = [n for n in optimizers.split(",") if n.strip()]
-    methods = resolve_methods(optimizers)
+    items = list(optimizers)
+    if any(isinstance(o, str) and ":" in o for o in items):
+        from gradkit.bench.userland import load_method
+
+        items = [load_method(o) if isinstance(o, str) and ":" in o else o for o in items]
+    methods = resolve_methods(items)
     kwargs = dict(optimizer_kwargs or {})
     _check_kwargs(methods, kwargs)
     checked_steps = normalize_steps(steps)

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import inspect
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 
@@ -36,12 +38,14 @@ __all__ = [
     "BASELINES",
     "BenchMethod",
     "Method",
+    "UserMethod",
     "available_methods",
     "constructor_keywords",
     "registry_methods",
     "resolve_method",
     "resolve_methods",
     "suite_optimizers",
+    "user_method",
 ]
 
 
@@ -332,20 +336,126 @@ def resolve_method(name: str, methods: Mapping[str, Method] | None = None) -> Me
 
 
 def resolve_methods(
-    names: Iterable[str], extra: Mapping[str, Method] | None = None
+    names: Iterable[str | Method | type | Callable[..., Any]],
+    extra: Mapping[str, Method] | None = None,
 ) -> list[Method]:
-    """Resolve several names, rejecting duplicates and an empty list.
+    """Resolve several methods, rejecting duplicates and an empty list.
 
-    ``extra`` (a suite's own methods) is searched first and may shadow registry names.
+    Each item is a name (looked up in :func:`available_methods`; ``extra``, a suite's own
+    methods, is searched first and may shadow registry names), a :class:`Method`, or a user's
+    optimizer class or factory (:func:`user_method`).
+
+    Raises:
+        BenchConfigError: an unknown name, an empty list, two methods of the same name, or a
+            user method named like a built-in one.
     """
-    names = list(names)
-    if not names:
+    items = list(names)
+    if not items:
         raise BenchConfigError("no optimizers selected")
     methods = {**available_methods(), **(extra or {})}
     seen: dict[str, Method] = {}
-    for name in names:
-        method = resolve_method(name, methods)
+    for item in items:
+        if isinstance(item, str):
+            method = resolve_method(item, methods)
+        else:
+            method = item if isinstance(item, Method) else user_method(item)
+            taken = methods.get(method.name)
+            if isinstance(method, UserMethod) and taken is not None and taken != method:
+                raise BenchConfigError(
+                    f"your optimizer {method.summary} would be named {method.name!r}, which is "
+                    f"the built-in {taken.source} method {method.name!r} ({taken.summary}); "
+                    "give it another name: gradkit.bench.user_method(obj, name=...) in Python, "
+                    "{ name = ..., factory = ... } in a config file"
+                )
         if method.name in seen:
-            raise BenchConfigError(f"optimizer {name!r} is selected twice")
+            first = seen[method.name]
+            both = f" ({first.summary} and {method.summary})" if first != method else ""
+            raise BenchConfigError(f"optimizer {method.name!r} is selected twice{both}")
         seen[method.name] = method
     return list(seen.values())
+
+
+#: What a user method's name may look like (it names studies, records and report rows).
+_NAME = re.compile(r"[a-z0-9_][a-z0-9_.+-]*")
+
+
+def _object_name(obj: Any) -> str:
+    """``module.qualname`` of a class or function, for messages."""
+    inner = obj.func if isinstance(obj, functools.partial) else obj
+    module = getattr(inner, "__module__", None) or "?"
+    return f"{module}.{getattr(inner, '__qualname__', type(inner).__name__)}"
+
+
+@dataclass(frozen=True)
+class UserMethod(Method):
+    """A user's optimizer: a ``torch.optim.Optimizer`` subclass, or a factory
+    ``factory(params, **hyperparams) -> torch.optim.Optimizer`` (made by :func:`user_method`).
+
+    It is built like every :class:`Method` (``cls(params, **kwargs)``, keywords filtered to
+    what the class or factory accepts); :meth:`build` also checks that a factory returned an
+    optimizer.
+    """
+
+    def build(
+        self, params: Iterable[Any], requested: Mapping[str, Any]
+    ) -> tuple[torch.optim.Optimizer, dict[str, Any]]:
+        """Construct the optimizer; ``TypeError`` if a factory returns anything else."""
+        optimizer, kwargs = super().build(params, requested)
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(
+                f"optimizer factory {self.summary} returned {type(optimizer).__name__}, not a "
+                "torch.optim.Optimizer"
+            )
+        return optimizer, kwargs
+
+
+def user_method(
+    obj: type | Callable[..., Any], name: str | None = None, *, source: str = "user"
+) -> UserMethod:
+    """A bench method from a user's optimizer class or factory.
+
+    Args:
+        obj: a ``torch.optim.Optimizer`` subclass (built as ``obj(params, lr=..., ...)``), or a
+            factory ``obj(params, **hyperparams)`` returning one. Only the keywords its
+            signature names reach it (all of the task's and the tuner's when it takes
+            ``**kwargs``; ``lr`` always).
+        name: the method's name in records and the report; default the class name lower-cased,
+            or the function's ``__name__`` (lower-cased).
+        source: the :attr:`Method.source` shown in the report.
+
+    The method is tuned over :data:`~gradkit.bench.search.DEFAULT_SPACE` (log-uniform lr in
+    [1e-4, 1]) unless a search space is set (``dataclasses.replace(m, search_space=...)``, or
+    ``[search.<name>]`` in a config file).
+
+    Raises:
+        BenchConfigError: ``obj`` is not a class or callable, a lambda without ``name``, a
+            class that is not a ``torch.optim.Optimizer``, or a name that is not lower-case
+            letters, digits and ``_.+-``.
+
+    Example:
+        >>> m = user_method(torch.optim.RMSprop)
+        >>> (m.name, m.source, m.family)
+        ('rmsprop', 'user', 'momentum')
+    """
+    if isinstance(obj, (BenchMethod, str)) or not callable(obj):
+        raise BenchConfigError(
+            f"an optimizer must be a torch.optim.Optimizer subclass or a factory "
+            f"f(params, **hyperparams), got {type(obj).__name__} {obj!r}"
+        )
+    if isinstance(obj, type) and not issubclass(obj, torch.optim.Optimizer):
+        raise BenchConfigError(
+            f"{_object_name(obj)} is a class but not a torch.optim.Optimizer subclass"
+        )
+    inner = obj.func if isinstance(obj, functools.partial) else obj
+    default = getattr(inner, "__name__", None)
+    if name is None and (not default or default == "<lambda>"):
+        raise BenchConfigError(
+            f"{_object_name(obj)} has no usable name; define the factory with def, or pass name=..."
+        )
+    key = (name if name is not None else str(default)).strip().lower()
+    if not _NAME.fullmatch(key):
+        raise BenchConfigError(
+            f"method name {key!r} (from {_object_name(obj)}) must be lower-case letters, "
+            "digits and _.+- (it names studies and report rows)"
+        )
+    return UserMethod(key, cast(Any, obj), source, _object_name(obj))

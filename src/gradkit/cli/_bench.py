@@ -7,8 +7,13 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gradkit.bench.errors import BenchConfigError
+
+if TYPE_CHECKING:
+    from gradkit.bench.config import BenchConfig
+    from gradkit.bench.suites import Suite
 
 __all__ = ["add_parser", "parse_seeds", "run_bench"]
 
@@ -77,40 +82,67 @@ def _estimate(plan: object) -> str:
     return text
 
 
+def _comparison(args: argparse.Namespace) -> tuple[BenchConfig, Suite]:
+    """The run's settings (the config file's, each flag given on the command line winning)
+    and the suite that runs exactly its tasks and methods."""
+    from gradkit.bench.config import BenchConfig, load_config, merge
+    from gradkit.bench.userland import comparison_suite, split_specs
+
+    config = load_config(args.config) if args.config is not None else BenchConfig()
+    tasks = None
+    if args.tasks is not None or args.task:
+        tasks = (*split_specs(args.tasks), *split_specs(args.task))
+    config = merge(
+        config,
+        suite=args.suite,
+        tasks=tasks,
+        methods=tuple(split_specs(args.optimizers)) if args.optimizers is not None else None,
+        trials=args.trials,
+        seeds=parse_seeds(args.seeds) if args.seeds is not None else None,
+        steps=args.steps,
+        storage=args.storage,
+        out=args.out,
+        threads=args.threads,
+    )
+    suite = comparison_suite(
+        config.suite or "default",
+        tasks=config.tasks,
+        methods=config.methods,
+        spaces=config.search,
+        paths=config.folder,
+        unused_spaces="ignore" if args.optimizers is not None else "error",
+    )
+    return config, suite
+
+
 def run_bench(args: argparse.Namespace) -> int:
     """Handler of ``gradkit bench``: plan, check the report folder, run the protocol (resuming
     what the study database holds), write the report, print the verdicts."""
     from gradkit.bench.methods import registry_methods
     from gradkit.bench.runtime import resolve_threads
     from gradkit.bench.study import DB_NAME, open_store
-    from gradkit.bench.suites import get_suite
     from gradkit.bench.tuning import BenchInterrupted
     from gradkit.bench.writer import prepare_out, write_report
 
     start = time.perf_counter()
     created: Path | None = None
     try:
-        suite = get_suite(args.suite)
-        seeds = parse_seeds(args.seeds) if args.seeds is not None else None
-        if args.optimizers is None:
+        config, suite = _comparison(args)
+        if config.methods is None:
             error = registry_methods()[1]
             if error:
                 print(f"warning: {error}; running the torch baselines only", file=sys.stderr)
         plan = suite.plan(
-            optimizers=args.optimizers,
-            tasks=args.tasks,
-            seeds=seeds,
-            steps=args.steps,
-            smoke=args.smoke,
-            trials=args.trials,
+            seeds=config.seeds, steps=config.steps, smoke=args.smoke, trials=config.trials
         )
-        threads = "auto" if args.threads is None else (args.threads or None)
+        threads = "auto" if config.threads is None else (config.threads or None)
         resolve_threads(threads, args.smoke)  # a bad value fails before anything is touched
-        if not Path(args.out).expanduser().exists():
-            created = Path(args.out).expanduser().absolute()
-        out = prepare_out(args.out, overwrite=args.overwrite)
-        store = open_store(args.storage or f"sqlite:///{out / DB_NAME}")
-        print(f"gradkit bench --suite {suite.name}: {_estimate(plan)}", file=sys.stderr)
+        out_arg = Path(config.out or DEFAULT_OUT).expanduser()
+        if not out_arg.exists():
+            created = out_arg.absolute()
+        out = prepare_out(out_arg, overwrite=args.overwrite)
+        store = open_store(config.storage or f"sqlite:///{out / DB_NAME}")
+        print(f"gradkit bench, suite {suite.name}: {_estimate(plan)}", file=sys.stderr)
         try:
             results = suite.execute(
                 plan, store=store, progress=not args.no_progress, num_threads=threads
@@ -152,13 +184,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "the site)."
         ),
     )
-    p.add_argument("--suite", default="default", help="suite to run (default: %(default)s)")
+    p.add_argument(
+        "--suite",
+        help="suite to run, and whose task and method names are meant (default: default)",
+    )
     p.add_argument(
         "--optimizers",
         metavar="A,B,C",
-        help="comma-separated method names (default: the suite's list; see gradkit list)",
+        help="comma-separated methods: names (see gradkit list) and your own optimizer classes "
+        "or factories f(params, **hp) as module:Attr (default: the suite's list; sgd,adam,adamw "
+        "with --task)",
     )
-    p.add_argument("--tasks", metavar="X,Y", help="comma-separated task names (default: all)")
+    p.add_argument(
+        "--tasks",
+        metavar="X,Y",
+        help="comma-separated task names of the suite, or module:factory specs (default: all)",
+    )
+    p.add_argument(
+        "--task",
+        action="append",
+        metavar="MODULE:FACTORY",
+        help="your own task: FACTORY() in MODULE (found in the current directory or on "
+        "PYTHONPATH) returns a gradkit.bench Task, e.g. from gradkit.bench.make_task; "
+        "repeatable or comma-separated. Runs as the 'custom' suite (no verdicts), tuned like "
+        "every suite (see docs/bench.md)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a whole comparison in a .toml (or .yaml) file: suite, tasks, methods, trials, "
+        "seeds, steps, storage, out, threads and per-method search spaces; flags given here "
+        "win over the file",
+    )
     p.add_argument(
         "--seeds",
         metavar="N|A,B",
@@ -182,8 +239,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--out",
-        default=DEFAULT_OUT,
-        help="report folder; re-running into it resumes from its study.db (default: %(default)s)",
+        help=f"report folder; re-running into it resumes from its study.db (default: {DEFAULT_OUT})",
     )
     p.add_argument(
         "--overwrite",
