@@ -61,6 +61,7 @@ FLOORS: dict[str, int] = {
     "testing": 4,
     # 5 -- the command line
     "cli": 5,
+    "__main__": 5,  # `python -m gradkit`: the command line
 }
 
 
