@@ -263,7 +263,9 @@ class ToyTask(Task[BenchMethod]):
         """Adam lr 3e-3, default betas."""
         return {"lr": LR}
 
-    def _directions(self, method: BenchMethod) -> tuple[Any, list[Any], str, dict[str, Any]]:
+    def _directions(
+        self, method: AggregatorMethod | WeightingMethod
+    ) -> tuple[Any, list[Any], str, dict[str, Any]]:
         """One aggregator or weighting per start: (aggregate or ``None``, weightings, the
         prefix of their options in the record, the options used)."""
         options = self.setting.options.get(method.name, {})
@@ -278,18 +280,18 @@ class ToyTask(Task[BenchMethod]):
                 return torch.stack([agg(jac[s]) for s, agg in enumerate(aggs)])
 
             return aggregate, [], "aggregator", used
-        if isinstance(method, WeightingMethod):
-            weightings = []
-            for _ in self.setting.starts:
-                weighting, used = method.build_weighting(2, options)
-                weightings.append(weighting)
-            return None, weightings, "weighting", used
-        raise BenchConfigError(
-            f"{method.name} is a {method.kind}: the toy runs aggregators and loss weightings"
-        )
+        weightings = []
+        for _ in self.setting.starts:
+            weighting, used = method.build_weighting(2, options)
+            weightings.append(weighting)
+        return None, weightings, "weighting", used
 
     def run(self, method: BenchMethod, seed: int, steps: int, smoke: bool) -> tuple[Outcome, dict]:
         """Run all starts with ``method``'s aggregator or loss weighting; see the class doc."""
+        if not isinstance(method, (AggregatorMethod, WeightingMethod)):
+            raise BenchConfigError(
+                f"{method.name} is a {method.kind}: the toy runs aggregators and loss weightings"
+            )
         setting = self.setting
         aggregate, weightings, prefix, kwargs = self._directions(method)
         theta = torch.tensor(setting.starts, dtype=torch.float64, requires_grad=True)
