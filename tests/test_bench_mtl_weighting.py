@@ -58,8 +58,14 @@ def test_gradnorm_resolves_by_name_and_runs_by_default() -> None:
     with pytest.raises(BenchConfigError, match="selected twice"):
         suite.resolve_methods("gradnorm,GRADNORM")
     weighting, used = libmtl.build_weighting(2, {"lr": 1e-3, "variant": "paper", "c": 0.4})
-    assert used == {"lr": 1e-3, "variant": "libmtl"}  # the method's config wins; c is dropped
-    assert weighting.variant == "libmtl" and weighting.lr == 1e-3
+    assert weighting.variant == "libmtl" and weighting.lr == 1e-3  # config wins; c dropped
+    assert used == {  # what the record shows: every option, defaults included
+        "alpha": 1.5,
+        "lr": 1e-3,
+        "optimizer": "adam",
+        "variant": "libmtl",
+        "min_weight": 1e-6,
+    }
 
 
 def test_a_name_in_both_families_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,7 +96,8 @@ def test_gradnorm_smoke_runs_on_every_task(tmp_path: Path) -> None:
         assert np.abs(w[-1] - 1).max() > 0.1  # the weights moved
         for i in range(n):
             assert rec.metrics[f"w1_s{i}"] + rec.metrics[f"w2_s{i}"] == pytest.approx(2, abs=1e-12)
-        assert rec.hyperparams == {"lr": 3e-3}
+        assert rec.hyperparams["lr"] == 3e-3 and rec.hyperparams["weighting.alpha"] == 1.5
+        assert rec.hyperparams["weighting.lr"] == 0.025  # GradNorm's default weight lr
         # LibMTL's variant: one step is one epoch, so step 0 is the plain sum
         w = _weights(by[task, "gradnorm_libmtl"])
         np.testing.assert_array_equal(w[0], 1.0)

@@ -133,8 +133,10 @@ class WeightingMethod(BenchMethod):
         >>> spec = next(s for s in specs("weighting") if s.name == "gradnorm")
         >>> m = WeightingMethod.from_spec(spec, "gradnorm_libmtl", {"variant": "libmtl"})
         >>> w, used = m.build_weighting(2, {"lr": 1e-3, "variant": "paper", "nope": 1})
-        >>> (m.kind, type(w).__name__, used, m.hyperparams({"lr": 1e-3, "momentum": 0.9}))
-        ('weighting', 'GradNorm', {'lr': 0.001, 'variant': 'libmtl'}, {'lr': 0.001})
+        >>> (m.kind, type(w).__name__, m.hyperparams({"lr": 1e-3, "momentum": 0.9}))
+        ('weighting', 'GradNorm', {'lr': 0.001})
+        >>> used  # GradNorm's hyperparameters(): the options given, the defaults, the config
+        {'alpha': 1.5, 'lr': 0.001, 'optimizer': 'adam', 'variant': 'libmtl', 'min_weight': 1e-06}
     """
 
     name: str
@@ -182,13 +184,18 @@ class WeightingMethod(BenchMethod):
         self, num_tasks: int, options: Mapping[str, Any]
     ) -> tuple[Any, dict[str, Any]]:
         """A weighting for ``num_tasks`` tasks, built with the ``options`` its constructor
-        accepts and :attr:`config` on top; returns it and the keyword arguments passed
-        (besides ``num_tasks``)."""
+        accepts and :attr:`config` on top; returns it and the options it runs with: its
+        ``hyperparameters()`` (defaults included) when it has that method, else the keyword
+        arguments passed (``num_tasks`` left out either way)."""
         accepted = constructor_keywords(self.cls)
         used = {k: v for k, v in options.items() if accepted is None or k in accepted}
         used.update(self.config)
         used.pop("num_tasks", None)
-        return self.cls(num_tasks, **used), used
+        weighting = self.cls(num_tasks, **used)
+        if callable(getattr(weighting, "hyperparameters", None)):
+            used = dict(weighting.hyperparameters())
+            used.pop("num_tasks", None)
+        return weighting, used
 
 
 @dataclass(frozen=True)
