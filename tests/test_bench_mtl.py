@@ -99,7 +99,8 @@ def _standin_specs(**classes: type) -> dict[str, AggregatorSpec]:
 @pytest.fixture
 def standin_mtl(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
     """A registry whose aggregator family holds stand-ins for Mean, Sum, PCGrad and MGDA only,
-    and a fake ``gradkit.mtl`` with the stand-in ``mtl_backward``."""
+    and a fake ``gradkit.mtl`` with the stand-in ``mtl_backward``. The loss-weighting family
+    keeps the real GradNorm (tested in ``tests/test_bench_mtl_weighting.py``)."""
     from gradkit import registry
 
     specs = _standin_specs(mean=_Mean, sum=_Sum, pcgrad=_PCGrad, mgda=_MGDA)
@@ -221,14 +222,22 @@ def test_shift_and_delta_m() -> None:
 def test_methods_come_from_the_aggregator_registry(standin_mtl: types.ModuleType) -> None:
     assert list(aggregator_methods()) == ["mean", "sum", "pcgrad", "mgda"]
     suite = get_suite("mtl")
-    assert suite.default_optimizers() == ["single_task", "mean", "sum", "pcgrad", "mgda"]
+    # the loss weightings (the real registry's GradNorm) follow the aggregators
+    assert suite.default_optimizers() == [
+        "single_task",
+        "mean",
+        "sum",
+        "pcgrad",
+        "mgda",
+        "gradnorm",
+    ]
     assert mtl_method(" Single_Task ").kind == "baseline"
     methods = suite.resolve_methods("single_task,pcgrad")
     assert [m.kind for m in methods] == ["baseline", "aggregator"]
     assert isinstance(methods[1], AggregatorMethod) and methods[1].cls is _PCGrad
-    with pytest.raises(BenchConfigError, match="unknown aggregator 'cagrad'"):
+    with pytest.raises(BenchConfigError, match="unknown method 'cagrad'"):
         suite.run(optimizers="mean,cagrad", smoke=True)
-    with pytest.raises(BenchConfigError, match=r"unknown aggregator 'nope'.*mgda"):
+    with pytest.raises(BenchConfigError, match=r"unknown method 'nope'.*mgda.*gradnorm"):
         suite.run(optimizers="nope", smoke=True)
     with pytest.raises(BenchConfigError, match="selected twice"):
         suite.run(optimizers="mean,MEAN", smoke=True)
@@ -246,7 +255,7 @@ def test_registering_an_aggregator_adds_it_to_the_suite(
     specs["newagg"] = AggregatorSpec(name="newagg", cls=_Sum, paper="", summary="new")
     specs["other"] = replace(specs["newagg"], name="other", bench_suites=("elsewhere",))
     monkeypatch.setitem(registry._REGISTRY, "aggregator", specs)
-    assert get_suite("mtl").default_optimizers()[-1] == "newagg"
+    assert get_suite("mtl").default_optimizers()[-2:] == ["newagg", "gradnorm"]
     res = get_suite("mtl").run(smoke=True, optimizers="newagg", tasks="toy_nash")
     assert [(r.method, r.status) for r in res.records] == [("newagg", "ok")]
     assert "other" in aggregator_methods() and "other" not in aggregator_methods("mtl")
@@ -307,10 +316,13 @@ def test_cli_smoke(
     printed = capsys.readouterr().out
     assert "[inconclusive] SAM-GS reaches" in printed and str(out) in printed
     data = json.loads((out / "results.json").read_text())
-    assert data["settings"]["optimizers"] == ["single_task", "mean", "sum", "pcgrad", "mgda"]
+    assert data["settings"]["optimizers"] == [
+        "single_task",
+        *("mean", "sum", "pcgrad", "mgda", "gradnorm"),
+    ]
     assert (out / "curves_toy_cagrad.png").is_file()
     assert main(["bench", "--suite", "mtl", "--smoke", "--optimizers", "gcond"]) == 2
-    assert "unknown aggregator 'gcond'" in capsys.readouterr().err
+    assert "unknown method 'gcond'" in capsys.readouterr().err
 
 
 def test_diverging_aggregator_is_reported(standin_mtl: types.ModuleType) -> None:
@@ -408,17 +420,17 @@ def test_suite_verdicts_flip_with_opposite_numbers(standin_mtl: types.ModuleType
             ("toy_nash", "mean"): [_toy_metrics(b5, [0] * 5)],
             ("toy_nash", "mgda"): [_toy_metrics(bad5 if flip else good5, ext)],
         }
-        for m in ("pcgrad", "cagrad", "mgda"):
+        for m in ("pcgrad", "cagrad", "mgda", "gradnorm"):
             nums["multidigits", m] = md(high, [3.0, 3.1, 3.2] if not flip else [-3, -3.1, -3.2])
         nums["multidigits", "mean"] = md(hi, [0.0, 0.1, -0.1])
         nums["multidigits_imb100", "mean"] = md(lo, [-5, -5, -5])
-        for m in ("samgs", "mgda", "gcond"):
+        for m in ("samgs", "mgda", "gcond", "gradnorm"):
             nums["multidigits_imb100", m] = md(hi, [0.0, 0.0, 0.0])
         nums["multidigits_imb100", "pcgrad"] = md(lo, [-5, -5, -5])
         if flip:
             nums["multidigits_imb100", "pcgrad"] = md(high, [0, 0, 0])
             nums["multidigits_imb100", "mean"] = md([0.9, 0.91, 0.92], [-5, -5, -5])
-            for m in ("samgs", "mgda", "gcond"):
+            for m in ("samgs", "mgda", "gcond", "gradnorm"):
                 nums["multidigits_imb100", m] = md([0.5, 0.51, 0.52], [0, 0, 0])
         return _fake_results(nums)
 

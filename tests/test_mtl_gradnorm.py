@@ -395,6 +395,61 @@ def test_step_errors_name_the_task_and_change_nothing():
     assert torch.equal(gn.weights, torch.ones(3, dtype=F64))
 
 
+# ------------------------------------------------ update(values, norms): step without autograd
+
+
+@pytest.mark.parametrize("variant", ["paper", "libmtl"])
+def test_update_from_numbers_equals_step(variant):
+    """``update(values, norms)`` is ``step``'s weight update: same weights, same state, and
+    ``step``'s loss is ``Σ w_i L_i`` with the weights ``update`` returns."""
+    gen = torch.Generator().manual_seed(5)
+    w_layer = torch.zeros(4, 3, dtype=F64, requires_grad=True)
+    by_step = GradNorm(3, alpha=1.5, lr=0.1, variant=variant)
+    by_numbers = GradNorm(3, alpha=1.5, lr=0.1, variant=variant)
+    for k in range(12):
+        norms = (torch.rand(3, generator=gen, dtype=F64) * 5 + 0.1).tolist()
+        offsets = (torch.rand(3, generator=gen, dtype=F64) * 3 + 0.1).tolist()
+        losses = linear_losses(w_layer, norms, offsets)
+        values = torch.stack([loss.detach() for loss in losses])
+        exact = GradNorm._grad_norms(losses, [w_layer])  # what step computes
+        loss = by_step.step(losses, w_layer, batch_size=8)
+        used = by_numbers.update(values, exact, batch_size=8)
+        assert used.dtype == F64 and used.shape == (3,)
+        torch.testing.assert_close(loss, (used * values).sum(), rtol=1e-14, atol=0)
+        assert torch.equal(by_step.weights, by_numbers.weights), k
+        if variant == "libmtl" and k == 3:
+            assert torch.equal(used, torch.ones(3, dtype=F64))  # epoch 0: plain sum
+            by_step.end_epoch()
+            by_numbers.end_epoch()
+    assert not torch.allclose(by_numbers.weights, torch.ones(3, dtype=F64))
+    a, b = by_step.state_dict(), by_numbers.state_dict()
+    assert torch.equal(a["param"], b["param"]) and a["num_steps"] == b["num_steps"] == 12
+    assert torch.equal(a["initial_losses"], b["initial_losses"])
+
+
+def test_update_errors_change_nothing():
+    gn = GradNorm(2)
+    with pytest.raises(ValueError, match=r"Invalid losses for GradNorm: shape \(3,\)"):
+        gn.update([1.0, 2.0, 3.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match=r"Non-finite grad_norms of task\(s\) \[1\]"):
+        gn.update([1.0, 2.0], [1.0, float("nan")])
+    with pytest.raises(ValueError, match=r"Non-finite losses of task\(s\) \[0\]"):
+        gn.update(torch.tensor([float("inf"), 2.0]), [1.0, 1.0])
+    with pytest.raises(ValueError, match=r"grad_norms for GradNorm: entries \[0\] are negative"):
+        gn.update([1.0, 2.0], [-1.0, 1.0])
+    with pytest.raises(ValueError, match="negative loss"):
+        gn.update([-1.0, 2.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="have loss 0 at the first step"):
+        gn.update([0.0, 2.0], [1.0, 1.0])
+    with pytest.raises(TypeError, match="Invalid grad_norms for GradNorm"):
+        gn.update([1.0, 2.0], ["a", "b"])
+    assert gn.num_steps == 0 and gn.initial_losses is None
+    assert torch.equal(gn.weights, torch.ones(2, dtype=F64))
+    used = gn.update([1.0, 2.0], [1.0, 4.0])  # a good call still works afterwards
+    assert torch.equal(used, torch.ones(2, dtype=F64)) and gn.num_steps == 1
+    assert float(gn.weights[0]) > 1.0  # the task with the smaller norm gains weight
+
+
 def test_repr_and_1d_tensor_losses():
     w_layer = torch.zeros(3, dtype=F64, requires_grad=True)
     gn = GradNorm(2, alpha=0.12)

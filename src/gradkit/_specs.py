@@ -186,6 +186,9 @@ class WeightingSpec(MethodSpec):
         min_tasks: fewest tasks the method accepts.
         error_inputs: constructor calls that must raise, with the message regex.
         bench_suites: the ``gradkit bench`` suites that run this method by default.
+        bench_variants: further bench methods of this entry, ``bench name -> constructor
+            options`` (``{"gradnorm_libmtl": {"variant": "libmtl"}}``); a suite of
+            :attr:`bench_suites` resolves them by name but does not run them by default.
     """
 
     family: ClassVar[str] = "weighting"
@@ -196,6 +199,7 @@ class WeightingSpec(MethodSpec):
     min_tasks: int = 2
     error_inputs: Sequence[ErrorInput] = ()
     bench_suites: tuple[str, ...] = ()
+    bench_variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,6 +3,10 @@
 * :class:`AggregatorMethod`: a multi-task aggregator from the registry
   (``gradkit.registry.specs("aggregator")``) with the optimizer that steps on its output
   (``torch.optim.Adam`` in the ``mtl`` suite);
+* :class:`WeightingMethod`: a multi-task loss weighting from the registry
+  (``gradkit.registry.specs("weighting")``, e.g. GradNorm): the task trains on
+  ``Σ w_i L_i`` with weights the weighting updates every step, stepped by an optimizer
+  (``torch.optim.Adam`` in the ``mtl`` suite);
 * :class:`StrategyMethod`: a federated-learning strategy of :mod:`gradkit.fed` (a method, an
   optional attack on one client and its scale), run by the ``fed`` suite;
 * :class:`TaskBaseline`: a reference a task computes itself (``single_task`` on MultiDigits).
@@ -21,7 +25,7 @@ import torch
 
 from gradkit.bench.methods import BASELINES, BenchMethod, Method, constructor_keywords
 
-__all__ = ["AggregatorMethod", "StrategyMethod", "TaskBaseline", "as_function"]
+__all__ = ["AggregatorMethod", "StrategyMethod", "TaskBaseline", "WeightingMethod", "as_function"]
 
 
 def as_function(aggregator: Any) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -102,6 +106,96 @@ class AggregatorMethod(BenchMethod):
         accepted = constructor_keywords(self.cls)
         used = {k: v for k, v in options.items() if accepted is None or k in accepted}
         return self.cls(**used), used
+
+
+@dataclass(frozen=True)
+class WeightingMethod(BenchMethod):
+    """A multi-task loss weighting (``T`` task losses → weights ``w``; the network trains on
+    ``Σ w_i L_i``) with the optimizer that steps on the weighted loss's gradient.
+
+    The weighting object is built per run by :meth:`build_weighting` as
+    ``cls(num_tasks, **options)``; the task drives it (GradNorm: ``step(losses, W)`` or
+    ``update(values, norms)`` every step, ``end_epoch()`` at every epoch boundary).
+
+    Attributes:
+        name: the bench name (``"gradnorm"``, or a registry ``bench_variants`` key such as
+            ``"gradnorm_libmtl"``).
+        cls: the weighting class.
+        config: the constructor options that define this method (``{"variant": "libmtl"}``);
+            they win over a task's options.
+        source: where it comes from (``"gradkit.mtl"``).
+        summary: one-line description.
+        paper: citation.
+        optimizer: the optimizer of the network's parameters (Adam by default).
+
+    Example:
+        >>> from gradkit.registry import specs
+        >>> spec = next(s for s in specs("weighting") if s.name == "gradnorm")
+        >>> m = WeightingMethod.from_spec(spec, "gradnorm_libmtl", {"variant": "libmtl"})
+        >>> w, used = m.build_weighting(2, {"lr": 1e-3, "variant": "paper", "nope": 1})
+        >>> (m.kind, type(w).__name__, m.hyperparams({"lr": 1e-3, "momentum": 0.9}))
+        ('weighting', 'GradNorm', {'lr': 0.001})
+        >>> used  # GradNorm's hyperparameters(): the options given, the defaults, the config
+        {'alpha': 1.5, 'lr': 0.001, 'optimizer': 'adam', 'variant': 'libmtl', 'min_weight': 1e-06}
+    """
+
+    name: str
+    cls: type
+    config: Mapping[str, Any] = field(default_factory=dict)
+    source: str = "gradkit.mtl"
+    summary: str = ""
+    paper: str = ""
+    optimizer: Method = field(default_factory=lambda: BASELINES["adam"])
+
+    kind: ClassVar[str] = "weighting"
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: Any,
+        name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        optimizer: Method | None = None,
+    ) -> WeightingMethod:
+        """The method of a registry :class:`~gradkit.registry.WeightingSpec`, or of one of its
+        ``bench_variants`` (``name`` and its ``config``)."""
+        suffix = "" if not config else " (" + ", ".join(f"{k}={v!r}" for k, v in config.items())
+        return cls(
+            name or spec.name,
+            spec.cls,
+            dict(config or {}),
+            spec.cls.__module__.rsplit("._", 1)[0],
+            spec.summary + (suffix + ")" if suffix else ""),
+            spec.paper,
+            optimizer or BASELINES["adam"],
+        )
+
+    def hyperparams(self, requested: Mapping[str, Any]) -> dict[str, Any]:
+        """The network optimizer's keyword arguments (see :meth:`Method.hyperparams`)."""
+        return self.optimizer.hyperparams(requested)
+
+    def build(
+        self, params: Iterable[Any], requested: Mapping[str, Any]
+    ) -> tuple[torch.optim.Optimizer, dict[str, Any]]:
+        """The network optimizer over ``params`` and its keyword arguments."""
+        return self.optimizer.build(params, requested)
+
+    def build_weighting(
+        self, num_tasks: int, options: Mapping[str, Any]
+    ) -> tuple[Any, dict[str, Any]]:
+        """A weighting for ``num_tasks`` tasks, built with the ``options`` its constructor
+        accepts and :attr:`config` on top; returns it and the options it runs with: its
+        ``hyperparameters()`` (defaults included) when it has that method, else the keyword
+        arguments passed (``num_tasks`` left out either way)."""
+        accepted = constructor_keywords(self.cls)
+        used = {k: v for k, v in options.items() if accepted is None or k in accepted}
+        used.update(self.config)
+        used.pop("num_tasks", None)
+        weighting = self.cls(num_tasks, **used)
+        if callable(getattr(weighting, "hyperparameters", None)):
+            used = dict(weighting.hyperparameters())
+            used.pop("num_tasks", None)
+        return weighting, used
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,20 @@ def _as_params(shared: Any) -> list[torch.Tensor]:
     return params
 
 
+def _as_numbers(name: str, values: Any, num_tasks: int) -> torch.Tensor:
+    """``T`` finite real numbers (a sequence or a 1-D tensor) as a float64 CPU tensor."""
+    try:
+        t = torch.as_tensor(values, dtype=torch.float64).detach().cpu().clone()
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"Invalid {name} for GradNorm: {values!r} (expected numbers)") from None
+    if t.dim() != 1 or t.numel() != num_tasks:
+        raise ValueError(f"Invalid {name} for GradNorm: shape {tuple(t.shape)}, not ({num_tasks},)")
+    bad = [i for i, v in enumerate(t.tolist()) if not math.isfinite(v)]
+    if bad:
+        raise ValueError(f"Non-finite {name} of task(s) {bad} ({t.tolist()}); weights unchanged")
+    return t
+
+
 class GradNorm:
     r"""GradNorm (Chen, Badrinarayanan, Lee, Rabinovich, "GradNorm: Gradient Normalization for
     Adaptive Loss Balancing in Deep Multitask Networks", ICML 2018, arXiv:1711.02257).
@@ -365,15 +379,72 @@ class GradNorm:
         """
         loss_list = _as_losses(losses, self.num_tasks)
         params = _as_params(shared)
+        values = torch.stack([loss.detach().reshape(()).double().cpu() for loss in loss_list])
+        if self._epoch0(values, batch_size):
+            return torch.stack([loss.reshape(()) for loss in loss_list]).sum()
+        self._check_values(values)
+        used = self._update(values, self._grad_norms(loss_list, params))
+        return torch.stack(
+            [
+                w.to(device=loss.device, dtype=loss.dtype) * loss.reshape(())
+                for w, loss in zip(used, loss_list, strict=True)
+            ]
+        ).sum()
+
+    def update(
+        self,
+        losses: Sequence[float] | torch.Tensor,
+        grad_norms: Sequence[float] | torch.Tensor,
+        *,
+        batch_size: int | None = None,
+    ) -> torch.Tensor:
+        r"""The weight update of :meth:`step` from numbers: the loss values :math:`L_i(t)`
+        and their gradient norms :math:`n_i = \|\nabla_W L_i(t)\|`, both given (no autograd).
+
+        For a loop that has the task gradients already (a Jacobian, a closed form): it then
+        trains the network on :math:`\sum_i w_i(t) \nabla L_i` with the returned ``w(t)``.
+        ``step(losses, W)`` equals ``update(values, norms)`` followed by that weighted sum.
+
+        Args:
+            losses: ``T`` finite loss values (numbers or a 1-D tensor).
+            grad_norms: ``T`` finite gradient norms ``>= 0`` on the shared layer ``W``.
+            batch_size: weight of this step in LibMTL's epoch-0 mean (default 1).
+
+        Returns:
+            ``w(t)``, the weights *before* this update (float64, ``[T]``; ones in LibMTL's
+            epoch 0, where the losses are only recorded).
+
+        Raises:
+            ValueError: wrong length, non-finite values, a negative norm or loss, a
+                non-positive ``L_i(0)``; the state is then unchanged.
+            TypeError: arguments of the wrong type.
+        """
+        values = _as_numbers("losses", losses, self.num_tasks)
+        norms = _as_numbers("grad_norms", grad_norms, self.num_tasks)
+        negative = [i for i, v in enumerate(norms.tolist()) if v < 0]
+        if negative:
+            raise ValueError(
+                f"Invalid grad_norms for GradNorm: entries {negative} are negative "
+                f"({norms.tolist()}); a norm is >= 0"
+            )
+        if self._epoch0(values, batch_size):
+            return torch.ones(self.num_tasks, dtype=torch.float64)
+        self._check_values(values)
+        return self._update(values, norms)
+
+    def _epoch0(self, values: torch.Tensor, batch_size: int | None) -> bool:
+        """LibMTL form, epoch 0: record the losses for ``L_i(0)`` and return ``True``."""
         if batch_size is not None:
             check.positive_int("batch_size", batch_size)
-        values = torch.stack([loss.detach().reshape(()).double().cpu() for loss in loss_list])
-        if self.variant == "libmtl" and self.epoch == 0:
-            weight = 1.0 if batch_size is None else float(batch_size)
-            self._epoch0_sum += weight * values
-            self._epoch0_count += weight
-            self.num_steps += 1
-            return torch.stack([loss.reshape(()) for loss in loss_list]).sum()
+        if not (self.variant == "libmtl" and self.epoch == 0):
+            return False
+        weight = 1.0 if batch_size is None else float(batch_size)
+        self._epoch0_sum += weight * values
+        self._epoch0_count += weight
+        self.num_steps += 1
+        return True
+
+    def _check_values(self, values: torch.Tensor) -> None:
         negative = [i for i, v in enumerate(values.tolist()) if v < 0]
         if negative:
             raise ValueError(
@@ -387,7 +458,9 @@ class GradNorm:
                     f"Invalid losses for GradNorm: task(s) {bad} have loss 0 at the first step, "
                     "so L_i(t)/L_i(0) is undefined; pass initial_losses="
                 )
-        norms = self._grad_norms(loss_list, params)  # validates; no state changed before here
+
+    def _update(self, values: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on ``L_grad`` (inputs validated); returns the weights used."""
         if self.initial_losses is None:
             self.initial_losses = values.clone()
         used = self.weights
@@ -405,12 +478,7 @@ class GradNorm:
         self.last_targets = gradnorm_targets(used * norms, ratios, self.alpha)
         self.last_gradnorm_loss = float(grad_loss.detach())
         self.num_steps += 1
-        return torch.stack(
-            [
-                w.to(device=loss.device, dtype=loss.dtype) * loss.reshape(())
-                for w, loss in zip(used, loss_list, strict=True)
-            ]
-        ).sum()
+        return used
 
     @staticmethod
     def _grad_norms(losses: list[torch.Tensor], params: list[torch.Tensor]) -> torch.Tensor:

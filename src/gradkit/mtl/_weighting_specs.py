@@ -19,6 +19,8 @@ def builtin_specs() -> list[WeightingSpec]:
             summary="loss weights adapted so that the task gradient norms on a shared layer "
             "track their relative training rates",
             configs=[{}, {"variant": "libmtl"}, {"alpha": 0.12, "optimizer": "sgd"}],
+            bench_suites=("mtl",),
+            bench_variants={"gradnorm_libmtl": {"variant": "libmtl"}},
             error_inputs=[
                 ErrorInput({"num_tasks": 1}, ValueError, "num_tasks"),
                 ErrorInput({"num_tasks": 2, "alpha": -1.0}, ValueError, "alpha"),

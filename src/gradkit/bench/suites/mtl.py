@@ -1,9 +1,13 @@
-"""The ``mtl`` suite: multi-task gradient aggregators from :mod:`gradkit.mtl`, Adam on top.
+"""The ``mtl`` suite: multi-task aggregators and loss weightings from :mod:`gradkit.mtl`, Adam
+on top.
 
 Methods are the registered aggregators tagged for this suite
 (``gradkit.registry.specs("aggregator")``: ``mean``, ``sum``, ``pcgrad``, ``cagrad``, ``mgda``,
-``samgs``, ``gcond``), each an :class:`~gradkit.bench.families.AggregatorMethod`, plus the
-:class:`~gradkit.bench.families.TaskBaseline` ``single_task`` (the MultiDigits baseline).
+``samgs``, ``gcond``), each an :class:`~gradkit.bench.families.AggregatorMethod`; the
+registered loss weightings tagged for it (``gradkit.registry.specs("weighting")``:
+``gradnorm``, the paper's form), each a :class:`~gradkit.bench.families.WeightingMethod`;
+the :class:`~gradkit.bench.families.TaskBaseline` ``single_task`` (the MultiDigits baseline).
+``gradnorm_libmtl`` (LibMTL's variant, a ``bench_variants`` entry) runs only when named.
 
 Tasks: ``toy_cagrad`` and ``toy_nash`` (the two-objective toy of CAGrad/Nash-MTL, see
 :mod:`gradkit.bench.tasks.mtl_toy`), ``multidigits`` and ``multidigits_imb100`` (two digit
@@ -29,7 +33,12 @@ from gradkit.bench.methods import BenchMethod
 from gradkit.bench.results import BenchResults, Verdict
 from gradkit.bench.suites.base import Suite
 from gradkit.bench.tasks.base import Task
-from gradkit.bench.tasks.mtl_common import SINGLE_TASK, aggregator_methods, resolve_mtl_methods
+from gradkit.bench.tasks.mtl_common import (
+    SINGLE_TASK,
+    aggregator_methods,
+    resolve_mtl_methods,
+    weighting_methods,
+)
 from gradkit.bench.tasks.mtl_digits import MultiDigitsTask
 from gradkit.bench.tasks.mtl_toy import REACH_TOL, TOY_SETTINGS, ToyTask
 from gradkit.bench.verdicts import missing, not_run, run_values, verdict_more, verdict_not_worse
@@ -52,6 +61,7 @@ SAMGS_PAPER = "Borsani et al., SAM-GS, ECML-PKDD 2025"
 PCGRAD_PAPER = "Yu et al., PCGrad, NeurIPS 2020"
 MGDA_PAPER = "Sener & Koltun, MTL as Multi-Objective Optimization, NeurIPS 2018"
 GCOND_PAPER = "Limarenko & Studenikina, GCond, arXiv 2509.07252"
+GRADNORM_PAPER = "Chen et al., GradNorm, ICML 2018"
 
 DISPLAY = {
     "mean": "Mean (LS)",
@@ -61,6 +71,8 @@ DISPLAY = {
     "mgda": "MGDA",
     "samgs": "SAM-GS",
     "gcond": "GCond",
+    "gradnorm": "GradNorm",
+    "gradnorm_libmtl": "GradNorm (LibMTL)",
     SINGLE_TASK: "single-task",
 }
 
@@ -75,8 +87,9 @@ DM_ATOL = 0.5
 
 
 def default_methods() -> list[str]:
-    """``single_task`` and every registered aggregator tagged for the ``mtl`` suite."""
-    return [SINGLE_TASK, *aggregator_methods("mtl")]
+    """``single_task``, every registered aggregator tagged for the ``mtl`` suite, then every
+    registered loss weighting tagged for it (without its ``bench_variants``)."""
+    return [SINGLE_TASK, *aggregator_methods("mtl"), *weighting_methods("mtl", variants=False)]
 
 
 def _applies(task: Task[Any], method: BenchMethod) -> bool:
@@ -296,7 +309,12 @@ def mtl_verdicts(results: BenchResults) -> list[Verdict]:
                 _toy_distances(results, toy_n, "mgda", "x1"),
             )
         )
-    for method, paper in (("pcgrad", PCGRAD_PAPER), ("cagrad", CAGRAD_PAPER), ("mgda", MGDA_PAPER)):
+    for method, paper in (
+        ("pcgrad", PCGRAD_PAPER),
+        ("cagrad", CAGRAD_PAPER),
+        ("mgda", MGDA_PAPER),
+        ("gradnorm", GRADNORM_PAPER),
+    ):
         out.append(
             _higher(
                 results,
@@ -350,6 +368,19 @@ def mtl_verdicts(results: BenchResults) -> list[Verdict]:
         )
     )
     out.append(
+        _higher(
+            results,
+            imb,
+            "gradnorm",
+            "mean",
+            "acc_task2",
+            "Under a 100× loss imbalance GradNorm (weights that balance the tasks' gradient "
+            "norms) keeps the small task: higher task-2 accuracy than Mean (LS)",
+            GRADNORM_PAPER,
+            ACC_ATOL,
+        )
+    )
+    out.append(
         _not_worse(
             results,
             imb,
@@ -379,8 +410,9 @@ def mtl_verdicts(results: BenchResults) -> list[Verdict]:
 SUITE = Suite(
     name="mtl",
     description=(
-        "multi-task gradient aggregators (gradkit.mtl) with Adam: the CAGrad/Nash-MTL "
-        "two-objective toy and MultiDigits (two digit tasks, balanced and 100× imbalanced)"
+        "multi-task gradient aggregators and loss weightings (gradkit.mtl) with Adam: the "
+        "CAGrad/Nash-MTL two-objective toy and MultiDigits (two digit tasks, balanced and 100× "
+        "imbalanced)"
     ),
     tasks={
         "toy_cagrad": ToyTask(TOY_SETTINGS["toy_cagrad"]),

@@ -17,6 +17,16 @@ calls ``gradkit.mtl.mtl_backward([w1·CE1, CE2], encoder params, aggregator, tas
 then ``optimizer.step()``. ``w1`` is 1 (``multidigits``) or 100 (``multidigits_imb100``, a
 magnitude conflict).
 
+A loss weighting (GradNorm) instead gets the same two losses ``[w1·CE1, CE2]`` each step:
+``loss = weighting.step(losses, W, batch_size=128)`` returns ``Σ w_i L_i`` (the weights before
+their update), then ``loss.backward()`` and ``optimizer.step()``; ``end_epoch()`` is called
+after every epoch of 39 batches (the batch order's epochs; 4 batches in smoke mode). ``W`` is
+the last shared layer's weight, the encoder's ``fc.weight`` (64×2048), as in the paper; for
+LibMTL's variant (``variant="libmtl"``) it is every encoder parameter, as LibMTL takes the norms
+on all shared params. LibMTL's variant steps its weights with the network's lr 1e-3 (LibMTL
+registers them as model parameters; :data:`OPTIONS`); the paper form uses GradNorm's
+defaults (α 1.5, Adam lr 0.025 on the weights).
+
 Figures: ``acc_task1``, ``acc_task2`` (test accuracy), ``accuracy`` (their mean), ``final_loss``
 (unweighted test CE1 + CE2) and ``delta_m_pct`` = ½ Σ_k (acc_k − acc_k^single)/acc_k^single ×
 100 (positive = better than single-task learning), against the single-task baseline of the
@@ -24,13 +34,15 @@ same seed: each task trained alone (same encoder and initial weights, one head, 
 same steps, unweighted loss; Adam is invariant to a constant loss factor up to its ε, so both
 variants share it). The baseline is computed once per (seed, steps, data size) and cached; the
 ``single_task`` method reports it as a row.
+A loss weighting's run adds ``w_task1``, ``w_task2`` (its final weights) and
+``artifacts["weights"]``, the weights used at every step.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -40,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gradkit.bench.errors import BenchConfigError
-from gradkit.bench.families import AggregatorMethod, TaskBaseline, as_function
+from gradkit.bench.families import AggregatorMethod, TaskBaseline, WeightingMethod, as_function
 from gradkit.bench.methods import BenchMethod
 from gradkit.bench.tasks.base import Outcome, Task
 from gradkit.bench.tasks.mtl_common import SINGLE_TASK
@@ -62,9 +74,13 @@ SMOKE_BATCH = 64
 EPOCHS = 15
 SMOKE_STEPS = 4
 LR = 1e-3
-#: Aggregator options on MultiDigits (CAGrad c as in the Nash-MTL/SAM-GS configs, SAM-GS γ
-#: as in the SAM-GS repo's real-data configs).
-OPTIONS: dict[str, dict[str, Any]] = {"cagrad": {"c": 0.4}, "samgs": {"gamma": 0.7}}
+#: Method options on MultiDigits (CAGrad c as in the Nash-MTL/SAM-GS configs, SAM-GS γ as in
+#: the SAM-GS repo's real-data configs, LibMTL's GradNorm with the network's lr).
+OPTIONS: dict[str, dict[str, Any]] = {
+    "cagrad": {"c": 0.4},
+    "samgs": {"gamma": 0.7},
+    "gradnorm_libmtl": {"lr": LR},
+}
 
 
 @dataclass(frozen=True)
@@ -239,7 +255,8 @@ def delta_m_pct(accs: tuple[float, float], baseline: tuple[float, float]) -> flo
 
 
 class MultiDigitsTask(Task[BenchMethod]):
-    """Two classification tasks on MultiDigits trained with an aggregator (see module doc)."""
+    """Two classification tasks on MultiDigits trained with an aggregator or a loss weighting
+    (see module doc)."""
 
     deterministic = False
     loss_name = "test CE1 + CE2"
@@ -271,8 +288,8 @@ class MultiDigitsTask(Task[BenchMethod]):
         return {"lr": LR}
 
     def run(self, method: BenchMethod, seed: int, steps: int, smoke: bool) -> tuple[Outcome, dict]:
-        """Train with ``method``'s aggregator (global RNG already seeded with ``seed``), or
-        report the single-task baseline (:data:`SINGLE_TASK`)."""
+        """Train with ``method``'s aggregator or loss weighting (global RNG already seeded with
+        ``seed``), or report the single-task baseline (:data:`SINGLE_TASK`)."""
         base = single_task_baseline(seed, steps, smoke)
         baseline = (base["acc_task1"], base["acc_task2"])
         if isinstance(method, TaskBaseline) and method.name == SINGLE_TASK:
@@ -294,23 +311,21 @@ class MultiDigitsTask(Task[BenchMethod]):
                 ),
                 {"lr": LR},
             )
-        if not isinstance(method, AggregatorMethod):
-            raise BenchConfigError(f"{self.name} runs aggregators and {SINGLE_TASK}, not {method}")
-        from gradkit.mtl import mtl_backward
-
+        if not isinstance(method, (AggregatorMethod, WeightingMethod)):
+            raise BenchConfigError(
+                f"{self.name} runs aggregators, loss weightings and {SINGLE_TASK}, not {method}"
+            )
         train, test = load_multidigits(smoke)
         batch = SMOKE_BATCH if smoke else BATCH_SIZE
         model = MultiDigitsNet()
-        shared = list(model.encoder.parameters())
-        heads = [list(h.parameters()) for h in model.heads]
-        agg, agg_kwargs = method.build_aggregator(OPTIONS.get(method.name, {}))
-        aggregate = as_function(agg)
         optimizer, used = method.build(model.parameters(), self.hyperparams(method))
         order = _batches(train.x.shape[0], batch, torch.Generator().manual_seed(seed))
+        train_step, prefix, kwargs, weighting = self._train_step(method, model, batch)
         curve: list[float] = []
+        weights: list[list[float]] = []
         status = "ok"
         model.train()
-        for _ in range(steps):
+        for k in range(steps):
             idx = next(order)
             optimizer.zero_grad(set_to_none=True)
             out1, out2 = model(train.x[idx])
@@ -321,8 +336,12 @@ class MultiDigitsTask(Task[BenchMethod]):
             if not math.isfinite(value):
                 status = "diverged"
                 break
-            mtl_backward([l1, l2], shared, aggregate, task_params=heads)
+            if weighting is not None:
+                weights.append(weighting.weights.tolist())  # the weights this step uses
+            train_step(l1, l2)
             optimizer.step()
+            if weighting is not None and (k + 1) % (train.x.shape[0] // batch) == 0:
+                weighting.end_epoch()
         ev = _evaluate(model, test)
         accs = (ev[0][0], ev[1][0])
         final = ev[0][1] + ev[1][1]
@@ -335,5 +354,45 @@ class MultiDigitsTask(Task[BenchMethod]):
             "loss_task1": ev[0][1],
             "loss_task2": ev[1][1],
         }
-        used = {**used, **{f"aggregator.{k}": v for k, v in agg_kwargs.items()}}
-        return Outcome(final, curve, accuracy=sum(accs) / 2, metrics=metrics, status=status), used
+        artifacts: dict[str, Any] = {}
+        if weighting is not None:
+            metrics["w_task1"], metrics["w_task2"] = weighting.weights.tolist()
+            artifacts["weights"] = weights
+        used = {**used, **{f"{prefix}.{k}": v for k, v in kwargs.items()}}
+        outcome = Outcome(
+            final,
+            curve,
+            accuracy=sum(accs) / 2,
+            metrics=metrics,
+            status=status,
+            artifacts=artifacts,
+        )
+        return outcome, used
+
+    @staticmethod
+    def _train_step(
+        method: AggregatorMethod | WeightingMethod, model: MultiDigitsNet, batch: int
+    ) -> tuple[Callable[[torch.Tensor, torch.Tensor], None], str, dict[str, Any], Any]:
+        """``step(l1, l2)`` filling the ``.grad`` of ``model``'s params, the prefix and options
+        of the method in the record, and the weighting (``None`` for an aggregator)."""
+        options = OPTIONS.get(method.name, {})
+        if isinstance(method, WeightingMethod):
+            weighting, kwargs = method.build_weighting(2, options)
+            libmtl = getattr(weighting, "variant", "paper") == "libmtl"
+            shared = list(model.encoder.parameters()) if libmtl else model.encoder.fc.weight
+
+            def weighted(l1: torch.Tensor, l2: torch.Tensor) -> None:
+                weighting.step([l1, l2], shared, batch_size=batch).backward()
+
+            return weighted, "weighting", kwargs, weighting
+        from gradkit.mtl import mtl_backward
+
+        params = list(model.encoder.parameters())
+        heads = [list(h.parameters()) for h in model.heads]
+        agg, kwargs = method.build_aggregator(options)
+        aggregate = as_function(agg)
+
+        def aggregated(l1: torch.Tensor, l2: torch.Tensor) -> None:
+            mtl_backward([l1, l2], params, aggregate, task_params=heads)
+
+        return aggregated, "aggregator", kwargs, None

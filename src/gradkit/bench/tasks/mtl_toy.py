@@ -25,6 +25,17 @@ below 0.003).
 Each run starts from every start point at once (one θ row per start; Adam is element-wise, so
 this is the same as separate runs) and uses one aggregator instance per start. The aggregator
 sees the 2×2 Jacobian of (L1, L2) at its start's θ and Adam steps on its output.
+
+A loss weighting (GradNorm) also runs with one instance per start. Its shared layer W is θ
+itself (the toy's only parameter, all of it shared), so n_i = ‖∇_θ L_i‖ is the norm of row i of
+the closed-form Jacobian, and Adam steps on ∇_θ Σ_i w_i L_i = Σ_i w_i ∇L_i, the weights of the
+step before their update (``GradNorm.update(values, norms)``, the same update as
+``GradNorm.step``; autograd would cost 3 ms a step). GradNorm's loss ratio L_i(t)/L_i(0) needs
+losses ≥ 0, but the toy's losses are negative near the Pareto set; the weighting sees
+L_i − :data:`LOSS_FLOOR`·scale_i (L1 and L2 lie above −20·scale and −20), a constant shift that
+changes no gradient. The toy is full-batch, so one step is one epoch: the weighting's
+``end_epoch()`` is called after every step (LibMTL's variant: plain sum at step 0, L_i(0) =
+the step-0 losses, GradNorm from step 1).
 """
 
 from __future__ import annotations
@@ -38,11 +49,12 @@ import numpy as np
 import torch
 
 from gradkit.bench.errors import BenchConfigError
-from gradkit.bench.families import AggregatorMethod, as_function
+from gradkit.bench.families import AggregatorMethod, WeightingMethod, as_function
 from gradkit.bench.methods import BenchMethod
 from gradkit.bench.tasks.base import Outcome, Task
 
 __all__ = [
+    "LOSS_FLOOR",
     "LOWER",
     "TOY_SETTINGS",
     "ToySetting",
@@ -54,6 +66,9 @@ __all__ = [
 ]
 
 LOWER = 5e-6
+#: A lower bound of the toy's losses (per unit of ``scale``): f_sq ≥ −20 and c2 < 1 for x2 < 0,
+#: f ≥ log(LOWER) + 6 ≈ −6.2 and c1 < 1 for x2 > 0. A loss weighting sees L_i − LOSS_FLOOR·s_i.
+LOSS_FLOOR = -20.0
 #: A run "reaches" the Pareto set when its final distance is below this.
 REACH_TOL = 0.1
 #: Trajectory points kept per start for the plots.
@@ -149,7 +164,8 @@ def distance_to_pareto(points: np.ndarray) -> np.ndarray:
 
 
 class ToySetting:
-    """One toy configuration: loss scale, start points and aggregator options."""
+    """One toy configuration: loss scale, start points and method options (LibMTL's GradNorm
+    steps its weights with the network's lr, as LibMTL's optimizer does)."""
 
     def __init__(
         self,
@@ -165,26 +181,6 @@ class ToySetting:
         self.options = {k: dict(v) for k, v in options.items()}
 
 
-#: The two settings of the spec (B1).
-TOY_SETTINGS: dict[str, ToySetting] = {
-    "toy_cagrad": ToySetting(
-        "toy_cagrad",
-        1.0,
-        [(-8.5, 7.5), (-8.5, -5.0), (9.0, 9.0)],
-        {"cagrad": {"c": 0.5}, "samgs": {"gamma": 0.1}},
-        "CAGrad paper setting: scale 1, three starts; CAGrad c = 0.5",
-        40_000,
-    ),
-    "toy_nash": ToySetting(
-        "toy_nash",
-        0.1,
-        [(-8.5, 7.5), (0.0, 0.0), (9.0, 9.0), (-7.5, -0.5), (9.0, -1.0)],
-        {"cagrad": {"c": 0.4}, "samgs": {"gamma": 0.1}},
-        "Nash-MTL imbalanced setting: L1 scaled by 0.1, five starts; CAGrad c = 0.4",
-        30_000,
-    ),
-}
-
 #: Adam learning rate: 3× the papers' lr 1e-3, with 40 000 (CAGrad setting) and 30 000
 #: (Nash-MTL setting) steps. Measured with stand-in aggregators: at lr 1e-3 CAGrad needs
 #: 60 000–80 000 steps to reach the Pareto set from the CAGrad starts (the paper runs
@@ -196,9 +192,29 @@ TOY_SETTINGS: dict[str, ToySetting] = {
 LR = 3e-3
 SMOKE_STEPS = 30
 
+#: The two settings of the spec (B1).
+TOY_SETTINGS: dict[str, ToySetting] = {
+    "toy_cagrad": ToySetting(
+        "toy_cagrad",
+        1.0,
+        [(-8.5, 7.5), (-8.5, -5.0), (9.0, 9.0)],
+        {"cagrad": {"c": 0.5}, "samgs": {"gamma": 0.1}, "gradnorm_libmtl": {"lr": LR}},
+        "CAGrad paper setting: scale 1, three starts; CAGrad c = 0.5",
+        40_000,
+    ),
+    "toy_nash": ToySetting(
+        "toy_nash",
+        0.1,
+        [(-8.5, 7.5), (0.0, 0.0), (9.0, 9.0), (-7.5, -0.5), (9.0, -1.0)],
+        {"cagrad": {"c": 0.4}, "samgs": {"gamma": 0.1}, "gradnorm_libmtl": {"lr": LR}},
+        "Nash-MTL imbalanced setting: L1 scaled by 0.1, five starts; CAGrad c = 0.4",
+        30_000,
+    ),
+}
 
-class ToyTask(Task[AggregatorMethod]):
-    """Adam (lr 3e-3) on the aggregated gradient of the toy from every start of a setting.
+
+class ToyTask(Task[BenchMethod]):
+    """Adam (lr 3e-3) on the aggregated (or loss-weighted) gradient of the toy from every start.
 
     ``final_loss`` and ``metrics["pareto_distance"]`` are the largest final distance to the
     Pareto set over the starts; ``metrics["reached"]`` counts the starts that end within
@@ -206,6 +222,9 @@ class ToyTask(Task[AggregatorMethod]):
     start ``i``'s final distance, point and losses. The curve is the largest distance over the
     starts after every step; the record's ``artifacts["trajectory"]`` keeps the path from every
     start (``[points][starts][2]``, at most :data:`TRAJECTORY_POINTS` + 1 points) for the plot.
+    A loss weighting also gives ``w1_s<i>``, ``w2_s<i>`` (start ``i``'s final weights) and
+    ``artifacts["weights"]`` (``[points][starts][2]``, the weights used at the same steps as
+    the trajectory's points, the last one at the last step).
     """
 
     deterministic = True
@@ -224,9 +243,9 @@ class ToyTask(Task[AggregatorMethod]):
         starts = ", ".join(f"({a:g}, {b:g})" for a, b in setting.starts)
         self.description = (
             f"Two-objective toy (CAGrad/Nash-MTL), {setting.source}; starts {starts}; Adam "
-            f"lr {LR:g} on the aggregated gradient; pareto_distance = largest final distance "
-            f"to the Pareto set over the {n} starts, reached = starts ending within "
-            f"{REACH_TOL:g} of it"
+            f"lr {LR:g} on the aggregated (or loss-weighted) gradient; pareto_distance = "
+            f"largest final distance to the Pareto set over the {n} starts, reached = starts "
+            f"ending within {REACH_TOL:g} of it"
         )
         self.metrics = (
             "pareto_distance",
@@ -244,35 +263,64 @@ class ToyTask(Task[AggregatorMethod]):
         """Adam lr 3e-3, default betas."""
         return {"lr": LR}
 
-    def run(
-        self, method: AggregatorMethod, seed: int, steps: int, smoke: bool
-    ) -> tuple[Outcome, dict]:
-        """Run all starts with ``method``'s aggregator; see the class doc for the figures."""
-        if not isinstance(method, AggregatorMethod):
+    def _directions(
+        self, method: AggregatorMethod | WeightingMethod
+    ) -> tuple[Any, list[Any], str, dict[str, Any]]:
+        """One aggregator or weighting per start: (aggregate or ``None``, weightings, the
+        prefix of their options in the record, the options used)."""
+        options = self.setting.options.get(method.name, {})
+        used: dict[str, Any] = {}
+        if isinstance(method, AggregatorMethod):
+            aggs = []
+            for _ in self.setting.starts:
+                agg, used = method.build_aggregator(options)
+                aggs.append(as_function(agg))
+
+            def aggregate(jac: torch.Tensor) -> torch.Tensor:
+                return torch.stack([agg(jac[s]) for s, agg in enumerate(aggs)])
+
+            return aggregate, [], "aggregator", used
+        weightings = []
+        for _ in self.setting.starts:
+            weighting, used = method.build_weighting(2, options)
+            weightings.append(weighting)
+        return None, weightings, "weighting", used
+
+    def run(self, method: BenchMethod, seed: int, steps: int, smoke: bool) -> tuple[Outcome, dict]:
+        """Run all starts with ``method``'s aggregator or loss weighting; see the class doc."""
+        if not isinstance(method, (AggregatorMethod, WeightingMethod)):
             raise BenchConfigError(
-                f"{method.name} is a {method.kind}, not an aggregator: the toy runs aggregators"
+                f"{method.name} is a {method.kind}: the toy runs aggregators and loss weightings"
             )
         setting = self.setting
-        options = setting.options.get(method.name, {})
-        aggs = []
-        agg_kwargs: dict[str, Any] = {}
-        for _ in setting.starts:
-            agg, agg_kwargs = method.build_aggregator(options)
-            aggs.append(as_function(agg))
+        aggregate, weightings, prefix, kwargs = self._directions(method)
         theta = torch.tensor(setting.starts, dtype=torch.float64, requires_grad=True)
         optimizer, used = method.build([theta], self.hyperparams(method))
         path = np.empty((steps + 1, len(setting.starts), 2))
         path[0] = theta.detach().numpy()
+        weights = np.ones((steps, len(setting.starts), 2))
+        offset = -LOSS_FLOOR * np.array([setting.scale, 1.0])
         status = "ok"
         for k in range(steps):
-            jac = torch.from_numpy(toy_jacobian(path[k], setting.scale))  # [S, K=2, P=2]
-            update = torch.stack([agg(jac[s]) for s, agg in enumerate(aggs)])
+            jac = toy_jacobian(path[k], setting.scale)  # [S, K=2, P=2]
+            if aggregate is not None:
+                update = aggregate(torch.from_numpy(jac))
+            else:
+                with torch.no_grad():
+                    l1, l2 = toy_losses(torch.from_numpy(path[k]), setting.scale)
+                values = np.stack([l1.numpy(), l2.numpy()], axis=1) + offset
+                norms = np.linalg.norm(jac, axis=2)  # ‖∇_θ L_i‖ per start and task
+                for s, weighting in enumerate(weightings):
+                    weights[k, s] = weighting.update(values[s], norms[s]).numpy()
+                    weighting.end_epoch()  # full batch: one step is one epoch
+                update = torch.from_numpy(np.einsum("sk,skp->sp", weights[k], jac))
             theta.grad = update.to(theta.dtype).reshape(theta.shape)
             optimizer.step()
             path[k + 1] = theta.detach().numpy()
             if not np.isfinite(path[k + 1]).all():
                 status = "diverged"
                 path = path[: k + 2]
+                weights = weights[: k + 1]
                 break
         with torch.no_grad():
             l1, l2 = toy_losses(theta, setting.scale)
@@ -292,13 +340,19 @@ class ToyTask(Task[AggregatorMethod]):
             metrics[f"l2_s{i}"] = float(l2[i])
         stride = max(1, math.ceil(path.shape[0] / TRAJECTORY_POINTS))
         keep = np.concatenate([path[::stride], path[-1:]])
-        used = {**used, **{f"aggregator.{k}": v for k, v in agg_kwargs.items()}}
+        artifacts: dict[str, Any] = {"trajectory": keep.tolist()}
+        for i, weighting in enumerate(weightings):
+            final_w = weighting.weights.tolist()
+            metrics[f"w1_s{i}"], metrics[f"w2_s{i}"] = final_w[0], final_w[1]
+        if weightings and len(weights):
+            artifacts["weights"] = np.concatenate([weights[::stride], weights[-1:]]).tolist()
+        used = {**used, **{f"{prefix}.{k}": v for k, v in kwargs.items()}}
         outcome = Outcome(
             float(worst[-1]),
             [float(v) for v in worst],
             metrics=metrics,
             status=status,
-            artifacts={"trajectory": keep.tolist()},
+            artifacts=artifacts,
         )
         return outcome, used
 
