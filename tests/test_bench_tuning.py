@@ -319,3 +319,32 @@ def test_two_workers_share_one_sqlite_study(tmp_path: Path) -> None:
     for i in range(2):
         data = json.loads((tmp_path / f"w{i}" / "results.json").read_text())
         assert data["settings"]["complete"] is True and len(data["records"]) == 4
+
+
+def test_compare_tunes_unless_given_a_learning_rate() -> None:
+    import torch
+
+    from gradkit.bench import compare
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, generator=g)
+    y = x @ torch.tensor([1.0, -2.0, 0.5])
+    batches = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 64, 16)]
+
+    def mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.mse_loss(out.squeeze(-1), target)
+
+    def run(**kw: object) -> BenchResults:
+        return compare(lambda: torch.nn.Linear(3, 1), batches, mse, optimizers=["sgd", "adam"],
+                       steps=30, seeds=2, num_threads=1, **kw)  # type: ignore[arg-type]  # fmt: skip
+
+    tuned = run(trials=3)
+    assert [(t.method, t.finished) for t in tuned.tuning] == [("sgd", 3), ("adam", 3)]
+    for t in tuned.tuning:
+        evals = tuned.select("custom", t.method)
+        assert [r.seed for r in evals] == [0, 1]
+        assert all(r.hyperparams["lr"] == t.params["lr"] for r in evals)
+    fixed = run(lr=0.05)  # an explicit lr means: these settings, untuned
+    assert not fixed.tuning and {r.hyperparams["lr"] for r in fixed.records} == {0.05}
+    with pytest.raises(BenchConfigError, match="trials must be a non-negative int"):
+        run(trials=-2)

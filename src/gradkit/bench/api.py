@@ -17,7 +17,10 @@ from gradkit.bench.runtime import DEFAULT_THREADS
 from gradkit.bench.tasks.base import Outcome, Task
 from gradkit.bench.training import cycle_batches, train_steps
 
-__all__ = ["DEFAULT_LR", "UserTask", "compare", "make_task"]
+__all__ = ["DEFAULT_LR", "DEFAULT_TRIALS", "UserTask", "compare", "make_task"]
+
+#: Tuning trials per method of :func:`compare` when it is given no learning rate.
+DEFAULT_TRIALS = 8
 
 #: Learning rate per :attr:`Method.family` when the caller gives none.
 DEFAULT_LR = {"adaptive": 1e-3, "momentum": 1e-2, "other": 1e-3}
@@ -240,6 +243,7 @@ def compare(
     progress: bool = False,
     num_threads: int | None = DEFAULT_THREADS,
     plots: bool = True,
+    trials: int | None = None,
 ) -> BenchResults:
     """Train a fresh model with each optimizer and seed on your data; return the results.
 
@@ -275,6 +279,11 @@ def compare(
         progress: show a progress bar on stderr.
         num_threads: ``torch.set_num_threads`` during the run (``None`` leaves it alone).
         plots: draw loss curves when writing the report.
+        trials: tuning trials per method (the equal-budget protocol of ``gradkit bench``,
+            :mod:`gradkit.bench.tuning`: Optuna TPE over each method's search space on a
+            tuning seed, the best re-run on ``seeds``). Default: :data:`DEFAULT_TRIALS` when
+            ``lr`` is not given, ``0`` (the given or family learning rates, untuned) when it
+            is. With tuning, a run that raises is recorded as failed instead of raising.
 
     Raises:
         BenchConfigError: unknown optimizer names, two methods of one name (or a user method
@@ -318,24 +327,41 @@ def compare(
     user_task = UserTask(
         task, model_fn, train_loader, loss_fn, checked_steps, lr, kwargs, eval_fn, device
     )
-    records, infos = run_tasks(
-        "custom",
-        [user_task],
-        methods,
-        seed_list,
-        progress=progress,
-        threads=num_threads,
-        catch_errors=False,
-    )
-    results = BenchResults.assemble(
-        suite="custom",
-        methods=[m.name for m in methods],
-        tasks=infos,
-        seeds=seed_list,
-        records=records,
-        steps=checked_steps,
-        num_threads=num_threads,
-    )
+    budget = (DEFAULT_TRIALS if lr is None else 0) if trials is None else trials
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+        raise BenchConfigError(f"trials must be a non-negative int, got {trials!r}")
+    if budget > 0:
+        from gradkit.bench.suites.base import Suite
+
+        suite = Suite(
+            name="custom",
+            description=f"user task {task!r}",
+            tasks={user_task.name: user_task},
+            default_optimizers=lambda: [m.name for m in methods],
+            resolve=lambda names: methods,
+        )
+        results = suite.run(
+            seeds=seed_list, trials=budget, progress=progress, num_threads=num_threads
+        )
+    else:
+        records, infos = run_tasks(
+            "custom",
+            [user_task],
+            methods,
+            seed_list,
+            progress=progress,
+            threads=num_threads,
+            catch_errors=False,
+        )
+        results = BenchResults.assemble(
+            suite="custom",
+            methods=[m.name for m in methods],
+            tasks=infos,
+            seeds=seed_list,
+            records=records,
+            steps=checked_steps,
+            num_threads=num_threads,
+        )
     if out is not None:
         from gradkit.bench.writer import write_report
 
