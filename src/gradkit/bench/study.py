@@ -197,7 +197,28 @@ def open_store(url: str) -> StudyStore:
             store.storage = optuna.storages.RDBStorage(url, engine_kwargs=engine)
         except Exception as exc:
             raise BenchConfigError(f"cannot open the study storage {url!r}: {exc}") from exc
+        if path is not None:
+            _fast_sqlite(store.storage)
     return store
+
+
+def _fast_sqlite(storage: Any) -> None:
+    """Write-ahead logging and ``synchronous=NORMAL`` on every SQLite connection: a slot's
+    few commits then cost milliseconds instead of an fsync each (about 0.2 s per slot on
+    this machine's disk before). WAL is safe for several processes on one machine; a crash
+    may lose the last commits, which the slots' top-up then runs again."""
+    from sqlalchemy import event
+
+    engine = storage.engine
+
+    def on_connect(connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    event.listen(engine, "connect", on_connect)
+    engine.dispose()  # connections opened before the listener reconnect with it
 
 
 class SlotStudy:

@@ -116,7 +116,7 @@ class FunctionTask(Task[Method]):
     """
 
     deterministic = True
-    seconds_per_run = 0.05  # measured on the 2-core machine, quiet, incl. the study database
+    seconds_per_run = 0.3  # measured on the 2-core machine, quiet, incl. the study database
     metrics = ("final_x", "dist_to_global_min")
     higher_is_better: ClassVar[Mapping[str, bool]] = {"dist_to_global_min": False}
 

@@ -61,7 +61,7 @@ class RosenbrockTask(Task[Method]):
     name = "rosenbrock"
     loss_name = "f(x, y)"
     deterministic = True
-    seconds_per_run = 0.2  # measured on the 2-core machine, quiet, incl. the study database
+    seconds_per_run = 0.7  # measured on the 2-core machine, quiet, incl. the study database
     optimum = 0.0
     metrics = ("dist_to_opt",)
     higher_is_better: ClassVar[Mapping[str, bool]] = {"dist_to_opt": False}
