@@ -165,8 +165,9 @@ class SWAN(MatrixOptimizer):
       of the :math:`m` rows is standardised over its :math:`n` entries. A restatement of SWAN
       for a linear layer's :math:`m\times n` gradient names these the "row-wise mean and standard
       deviation across the n input columns" ("GradNorm standardizes each row across the input
-      dimension"), and two of the three public re-implementations found standardise ``dim=1`` of
-      torch's ``(out, in)`` weight. That is the default:
+      dimension"), and three of the four public re-implementations found normalise ``dim=1``
+      (the inputs) of torch's ``(out, in)`` weight (the fourth RMS-normalises the outputs).
+      That is the default:
 
       - ``gradnorm_axis="input"`` (default): every row (output unit) of the ``(out, in)``
         gradient is standardised over the input dimension, whatever the shape.
