@@ -174,7 +174,8 @@ def swan_accuracy(smoke: bool) -> list[tuple[str, str, float, float]]:
     """``(shape, ns_steps, relative Frobenius error, max abs error)`` of SWAN's whitened direction
     (float32 Newton–Schulz, no rescale) against the float64 SVD polar factor of GradNorm(G), for
     random gradients with log-normally scaled rows on the benchmark shapes. For square shapes
-    the reference is the pseudo-inverse polar factor (centring removes one singular value)."""
+    the reference is the pseudo-inverse polar factor (centring removes one singular value), and
+    so it is for tall shapes, whose rows SWAN standardises over the (fewer) inputs."""
     from gradkit.optim._swan import swan_direction
     from gradkit.transforms import grad_norm
 
@@ -183,11 +184,11 @@ def swan_accuracy(smoke: bool) -> list[tuple[str, str, float, float]]:
     for shape in SMOKE_MATRIX_SHAPES if smoke else MATRIX_SHAPES:
         grad = torch.randn(shape, generator=gen, dtype=torch.float64)
         grad = grad * torch.randn(shape[0], 1, generator=gen, dtype=torch.float64).exp()
-        oriented = grad.T if shape[0] > shape[1] else grad
-        u, _, vh = torch.linalg.svd(grad_norm(oriented), full_matrices=False)
-        keep = u.shape[1] - 1 if shape[0] == shape[1] else u.shape[1]
+        # GradNorm over the inputs (rows); centring leaves rank ≤ n − 1, so when rows ≥ cols the
+        # reference is the pseudo-inverse polar factor (one singular value removed).
+        u, _, vh = torch.linalg.svd(grad_norm(grad), full_matrices=False)
+        keep = u.shape[1] - 1 if shape[0] >= shape[1] else u.shape[1]
         reference = u[:, :keep] @ vh[:keep]
-        reference = reference.T if shape[0] > shape[1] else reference
         for steps in (10, 20, 30):
             direction = swan_direction(grad.float(), ns_steps=steps, rescale=False).double()
             error = direction - reference

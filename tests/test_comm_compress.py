@@ -55,51 +55,91 @@ def _refresh_crc(frame: bytes | bytearray) -> bytes:
 
 
 @pytest.mark.parametrize("d", [1, 2, 3, 8, 9, 1000, 1001])
-def test_median_gives_floor_half_plus_ones_for_distinct_values(d: int) -> None:
+def test_median_gives_half_plus_ones_for_distinct_values(d: int) -> None:
+    # Default (the paper's sign(p − median) with ties → +1): τ is the usual median (mean of the
+    # two middle values for even d) and b = +1 iff p ≥ τ, so ceil(d/2) coordinates are +1.
     p = torch.randperm(d, generator=_gen(d)).float() - d / 3  # distinct values
     b = binarize([p])
     assert b.bits.dtype == torch.bool
-    assert int(b.bits.sum()) == d // 2
-    # τ is the lower middle value (torch.median convention), checked against a sort.
-    assert float(b.tau[0]) == float(torch.sort(p).values[(d - 1) // 2])
+    assert int(b.bits.sum()) == (d + 1) // 2
+    assert float(b.tau[0]) == pytest.approx(float(np.median(p.double().numpy())), abs=1e-6)
+    assert torch.equal(b.bits, p >= b.tau[0])
     # α = mean|p − τ|, checked in float64 with numpy.
     ref_alpha = np.abs(p.double().numpy() - float(b.tau[0])).mean()
     assert float(b.alpha[0]) == pytest.approx(ref_alpha, rel=1e-6)
+    # ties="negative" (the earlier rule): lower middle value, strict p > τ, floor(d/2) at +1.
+    old = binarize([p], ties="negative")
+    assert int(old.bits.sum()) == d // 2
+    assert float(old.tau[0]) == float(torch.sort(p).values[(d - 1) // 2])
 
 
 def test_zero_threshold_is_scaled_sign() -> None:
     p = torch.randn(501, generator=_gen(1))
     p[::7] = 0.0
     b = binarize([p], threshold="zero", reconstruct="sign")
-    assert torch.equal(b.bits, p > 0)
+    assert torch.equal(b.bits, p >= 0)  # sign(0) = +1 (ties="positive")
     assert float(b.tau[0]) == 0.0
     assert float(b.alpha[0]) == pytest.approx(float(p.abs().mean()), rel=1e-6)
     assert sign_disagreement([p], b) == 0.0
     (rec,) = reconstruct(b)
-    assert torch.equal(rec, torch.where(p > 0, b.alpha[0], -b.alpha[0]))
+    assert torch.equal(rec, torch.where(p >= 0, b.alpha[0], -b.alpha[0]))
+    old = binarize([p], threshold="zero", reconstruct="sign", ties="negative")
+    assert torch.equal(old.bits, p > 0)
+    assert sign_disagreement([p], old, ties="negative") == 0.0
+    assert sign_disagreement([p], old) == pytest.approx(float((p == 0).float().mean()))
 
 
 def test_ties_and_constant_groups() -> None:
     zeros = torch.zeros(10)
     const = torch.full((6,), 2.5)
     b = binarize([zeros, const])
-    assert not bool(b.bits.any())  # every tie goes to −1
+    assert bool(b.bits.all())  # every tie goes to +1 (sign(p − median), ties → +1)
     assert b.alpha.tolist() == [0.0, 0.0]
     rec = reconstruct(b)
     assert torch.equal(rec[0], zeros)
     assert torch.equal(rec[1], const)  # affine reconstruction is exact for a constant group
-    # Ties with the median: 5 copies of the median value among 9 entries all go to −1.
+    (sign_rec,) = reconstruct(binarize([zeros], reconstruct="sign"))
+    assert torch.equal(sign_rec, zeros)  # α = 0: an all-zero update stays exactly zero
+    # Ties with the median: 5 copies of the median value among 9 entries all go to +1.
     p = torch.tensor([0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 3.0, -1.0])
     b = binarize([p])
     assert float(b.tau[0]) == 1.0
-    assert b.bits.tolist() == (p > 1.0).tolist()
+    assert b.bits.tolist() == (p >= 1.0).tolist()
+    assert int(b.bits.sum()) == 7
+    # An even count whose two middle values are equal: τ is that value, ties → +1.
+    p = torch.tensor([3.0, 1.0, 1.0, -2.0])
+    assert float(binarize([p]).tau[0]) == 1.0
+    assert binarize([p]).bits.tolist() == [True, True, True, False]
+
+
+def test_ties_negative_reproduces_the_earlier_rule_exactly() -> None:
+    zeros = torch.zeros(10)
+    const = torch.full((6,), 2.5)
+    b = binarize([zeros, const], ties="negative")
+    assert not bool(b.bits.any())  # every tie went to −1
+    assert b.alpha.tolist() == [0.0, 0.0]
+    assert torch.equal(reconstruct(b)[0], zeros)
+    p = torch.tensor([0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 3.0, -1.0])
+    assert binarize([p], ties="negative").bits.tolist() == (p > 1.0).tolist()
+    # The earlier rule written out (torch.median, strict >), on random groups of every size.
+    gen = _gen(31)
+    for d in (1, 2, 5, 64, 257):
+        q = torch.randn(d, generator=gen)
+        q[: d // 3] = q[0]  # some ties
+        got = binarize([q], ties="negative")
+        tau = q.median()
+        assert torch.equal(got.bits, q > tau)
+        assert float(got.tau[0]) == float(tau)
+        assert float(got.alpha[0]) == float((q - tau).abs().mean())
+    with pytest.raises(ValueError, match="Invalid ties: 'up'"):
+        binarize([p], ties="up")  # type: ignore[arg-type]
 
 
 def test_median_disagreement_counts_coordinates_between_zero_and_tau() -> None:
     p = torch.randn(4000, generator=_gen(2)) + 0.5  # median well above zero
     b = binarize([p])
     tau = float(b.tau[0])
-    between = int(((p > 0) & (p <= tau)).sum()) / p.numel()
+    between = int(((p >= 0) & (p < tau)).sum()) / p.numel()
     assert tau > 0
     assert sign_disagreement([p], b) == pytest.approx(between, abs=1e-12)
 
@@ -121,8 +161,8 @@ def test_vector_granularity_uses_one_group() -> None:
     b = binarize([a, c], granularity="vector")
     flat = torch.cat([a, c.reshape(-1)])
     assert b.num_groups == 1
-    assert int(b.bits.sum()) == flat.numel() // 2
-    assert float(b.tau[0]) == float(flat.median())
+    assert int(b.bits.sum()) == (flat.numel() + 1) // 2
+    assert float(b.tau[0]) == pytest.approx(float(np.median(flat.double().numpy())), abs=1e-6)
     per_tensor = binarize([a, c])
     assert per_tensor.num_groups == 2
 

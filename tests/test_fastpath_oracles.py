@@ -63,7 +63,7 @@ def test_whitening_at_the_default_step_count_on_an_ill_conditioned_matrix(shape)
 
 def test_swan_step_runs_the_default_whitening_on_an_ill_conditioned_gradient():
     # One SWAN step computed from the formula: GradNorm (row mean/population std over the
-    # longer side), 20-step whitening, rescale to ‖G̃‖_F, W ← W − ηΔ.
+    # inputs, the last dim), 20-step whitening, rescale to ‖G̃‖_F, W ← W − ηΔ.
     g, _ = _ill_conditioned(16, 48, 1e3, seed=3)
     centred = g - g.mean(axis=1, keepdims=True)
     normed = centred / np.sqrt((centred**2).mean(axis=1, keepdims=True))
@@ -71,6 +71,24 @@ def test_swan_step_runs_the_default_whitening_on_an_ill_conditioned_gradient():
     delta = _reference_inverse_sqrt(normed @ normed.T, 20) @ normed
     delta *= np.linalg.norm(normed) / np.linalg.norm(delta)
     w = torch.nn.Parameter(torch.zeros(16, 48, dtype=torch.float64))
+    opt = SWAN([w], lr=0.1, weight_decay=0.0, foreach=False)
+    w.grad = torch.from_numpy(g)
+    opt.step()
+    np.testing.assert_allclose(w.detach().numpy(), -0.1 * delta, rtol=1e-7, atol=1e-9)
+
+
+def test_swan_step_on_a_tall_gradient_normalises_over_the_inputs():
+    # Tall 48×16 (out × in): GradNorm over the 16 inputs (rank 15 after centring), whitening
+    # with pseudo-inverse semantics: Newton–Schulz on G̃ᵀG̃ + c·11ᵀ/n (c = tr/(n−1)), 20 steps.
+    g, _ = _ill_conditioned(48, 16, 1e2, seed=4)
+    n = g.shape[1]
+    centred = g - g.mean(axis=1, keepdims=True)
+    normed = centred / np.sqrt((centred**2).mean(axis=1, keepdims=True))
+    gram = normed.T @ normed
+    filled = gram + np.trace(gram) / (n - 1) / n
+    delta = normed @ _reference_inverse_sqrt(filled, 20)
+    delta *= np.linalg.norm(normed) / np.linalg.norm(delta)
+    w = torch.nn.Parameter(torch.zeros(48, 16, dtype=torch.float64))
     opt = SWAN([w], lr=0.1, weight_decay=0.0, foreach=False)
     w.grad = torch.from_numpy(g)
     opt.step()

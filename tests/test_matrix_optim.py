@@ -17,7 +17,7 @@ from torch import nn
 
 from gradkit.optim import ARO, SWAN, SinkGD, matrix_param_groups
 from gradkit.optim._aro import aro_base, aro_direction
-from gradkit.optim._swan import swan_direction
+from gradkit.optim._swan import swan_direction, swan_grad_norm
 from gradkit.testing import reachable_tensors, state_bytes
 from gradkit.transforms import (
     as_matrix,
@@ -93,11 +93,105 @@ def test_swan_direction_is_invariant_to_row_affine_maps_and_scale() -> None:
     torch.testing.assert_close(swan_direction(7.5 * g, ns_steps=25), base)
     # Rescaled to ‖GradNorm(G)‖_F = √(mn): RMS 1.
     assert math.isclose(float(base.square().mean().sqrt()), 1.0, rel_tol=1e-9)
-    # Tall matrices are transposed: the invariance is to column-affine maps.
-    tall = g.T.contiguous()
+    # Tall matrices: the default standardises rows over the inputs, so the invariance is
+    # still to row-affine maps; the legacy gradnorm_axis="long" transposes first, so there it
+    # is to column-affine maps.
+    tall = g.T.contiguous()  # 32 × 8
+    d_rows = torch.rand(32, 1, generator=gen, dtype=F64) + 0.1
+    b_rows = torch.randn(32, 1, generator=gen, dtype=F64)
     torch.testing.assert_close(
-        swan_direction(tall * d.T + b.T, ns_steps=25), swan_direction(tall, ns_steps=25)
+        swan_direction(tall * d_rows + b_rows, ns_steps=40), swan_direction(tall, ns_steps=40)
     )
+    torch.testing.assert_close(
+        swan_direction(tall * d.T + b.T, ns_steps=25, gradnorm_axis="long"),
+        swan_direction(tall, ns_steps=25, gradnorm_axis="long"),
+    )
+
+
+@pytest.mark.parametrize("shape", [(64, 16), (16, 64), (12, 12)])
+def test_swan_grad_norm_standardises_rows_over_the_input_dimension(shape) -> None:
+    # The paper's GradNorm (arXiv:2502.07752 eq. 30; "each row across the input dimension"):
+    # every row (output unit) of the (out, in) gradient has mean 0 and population std 1 over
+    # the inputs, whatever the shape. Before the fix a tall gradient was transposed first.
+    gen = _gen(20)
+    g = torch.randn(*shape, generator=gen, dtype=F64) * torch.rand(
+        shape[0], 1, generator=gen, dtype=F64
+    ).mul(5).exp() + torch.randn(1, shape[1], generator=gen, dtype=F64)
+    normed = swan_grad_norm(g)
+    rows = shape[0]
+    torch.testing.assert_close(normed.mean(dim=1), torch.zeros(rows, dtype=F64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        normed.std(dim=1, unbiased=False), torch.ones(rows, dtype=F64), atol=1e-12, rtol=0
+    )
+    torch.testing.assert_close(normed, grad_norm(g))
+    # The legacy axis: over the longer side (the columns of a tall matrix).
+    legacy = swan_grad_norm(g, gradnorm_axis="long")
+    long_dim = 0 if shape[0] > shape[1] else 1
+    torch.testing.assert_close(
+        legacy.std(dim=long_dim, unbiased=False),
+        torch.ones(shape[1 - long_dim], dtype=F64),
+        atol=1e-12,
+        rtol=0,
+    )
+
+
+def test_swan_default_on_a_tall_matrix_is_the_pseudo_inverse_polar_factor_of_row_norm() -> None:
+    # Tall 64×16: GradNorm over the 16 inputs, rank 15 after centring; the default update is
+    # U_r V_rᵀ of GradNorm(G) (rows over the inputs), rescaled to RMS 1.
+    gen = _gen(21)
+    g = (
+        torch.randn(64, 16, generator=gen, dtype=F64)
+        * torch.randn(64, 1, generator=gen, dtype=F64).exp()
+    )
+    normed = grad_norm(g)
+    u, s, vh = torch.linalg.svd(normed, full_matrices=False)
+    assert float(s[-1]) < 1e-10 * float(s[0])
+    pinv_polar = u[:, :-1] @ vh[:-1]
+    direction = swan_direction(g, ns_steps=40, rescale=False)
+    torch.testing.assert_close(direction, pinv_polar, atol=1e-8, rtol=0)
+    rescaled = swan_direction(g, ns_steps=40)
+    assert math.isclose(float(rescaled.square().mean().sqrt()), 1.0, rel_tol=1e-9)
+    # The legacy axis gives a different update here (what the issue measured).
+    legacy = swan_direction(g, ns_steps=40, gradnorm_axis="long")
+    cosine = float((legacy * rescaled).sum() / legacy.norm() / rescaled.norm())
+    assert cosine < 0.9, cosine
+    # square="uncentered" on a tall matrix: the polar factor of the row-scaled G (full rank).
+    uncentered = swan_direction(g, ns_steps=40, square="uncentered", rescale=False)
+    torch.testing.assert_close(uncentered, _polar(grad_norm(g, center=False)), atol=1e-8, rtol=0)
+
+
+def test_swan_gradnorm_axis_long_reproduces_the_earlier_update_exactly() -> None:
+    # The earlier swan_direction, written out: transpose tall matrices, normalise rows over the
+    # longer side, pseudo-inverse trick only for square matrices, transpose back.
+    def earlier(grad: torch.Tensor, ns_steps: int = 20, eps: float = 1e-8) -> torch.Tensor:
+        transposed = grad.shape[-2] > grad.shape[-1]
+        g = grad.mT if transposed else grad
+        rows, cols = g.shape[-2], g.shape[-1]
+        normed = grad_norm(g, eps)
+        if rows == cols:
+            gram = normed.mT @ normed
+            trace = torch.diagonal(gram, dim1=-2, dim2=-1).sum(-1)[..., None, None]
+            fill = trace / max(cols - 1, 1) / cols
+            from gradkit.transforms import inverse_sqrt_newton_schulz
+
+            direction = normed @ inverse_sqrt_newton_schulz(gram + fill, ns_steps, eps)
+        else:
+            direction = whiten_newton_schulz(normed, ns_steps, eps)
+        norm = torch.linalg.matrix_norm(direction)[..., None, None]
+        direction = direction * (torch.linalg.matrix_norm(normed)[..., None, None] / norm)
+        return direction.mT if transposed else direction
+
+    gen = _gen(22)
+    for shape in [(64, 16), (16, 64), (12, 12)]:
+        for dtype in (torch.float32, F64):
+            g = torch.randn(*shape, generator=gen, dtype=dtype)
+            assert torch.equal(swan_direction(g, gradnorm_axis="long"), earlier(g))
+    # And through the optimizer: one step with the flag equals the earlier formula bit for bit.
+    w = nn.Parameter(torch.zeros(64, 16))
+    grad = torch.randn(64, 16, generator=gen)
+    w.grad = grad
+    SWAN([w], lr=0.1, gradnorm_axis="long").step()
+    assert torch.equal(w.detach(), -(earlier(grad) * 0.1))
 
 
 def test_swan_direction_without_rescale_is_the_polar_factor_of_grad_norm() -> None:

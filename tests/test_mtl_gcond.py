@@ -165,7 +165,7 @@ def test_gcond_backward_pass_count(stochastic: bool, expected: int) -> None:
     agg = GCond(accumulation_steps=4, stochastic=stochastic)
     update = agg.backward(loss_fn, batches, enc.parameters())
     assert len(calls) == expected  # A (stochastic) or A*K (classic) backward passes
-    assert update.shape == (16,)
+    assert update.shape == (16 + 5 + 5,)  # shared then both heads (head_params="joint")
     assert enc.weight.grad is not None and h1.weight.grad is not None
     assert len(list(batches)) == 6  # exactly A batches drawn
     with pytest.raises(ValueError, match="Invalid accumulation_steps: 3"):
@@ -210,3 +210,128 @@ def test_gcond_state_roundtrip_and_validation() -> None:
     with pytest.raises(ValueError, match=r"task\(s\) \[1\]"):
         GCond()(torch.tensor([[1.0, 2.0], [float("nan"), 0.0]]))
     assert repr(GCond()).startswith("GCond(accumulation_steps=1, stochastic=True")
+
+
+# ---------------------------------------------------------------- fidelity to the official code
+def test_gcond_legacy_weak_zone_records_no_winner() -> None:
+    # Official grad_conductor.py, _resolve_conflict: only the critical and main zones
+    # (c < t_main) run the arbitrator and append the winner; the symmetric weak zone does not.
+    g1 = torch.tensor([1.0, 0.0])
+    g2 = torch.tensor([-0.3, math.sqrt(1 - 0.09)])  # cos = -0.3: weak zone
+    code = GCond(use_smooth_logic=False, return_raw_grad=True)
+    code(torch.stack([g1, g2]))
+    assert code.history == []
+    earlier = GCond(use_smooth_logic=False, return_raw_grad=True, legacy_history="every_pair")
+    earlier(torch.stack([g1, g2]))
+    assert len(earlier.history) == 1
+    # The projection itself is the symmetric one either way.
+    assert code.prev is not None and earlier.prev is not None
+    torch.testing.assert_close(code.prev, earlier.prev)
+    # A main-zone conflict (c = -0.6) is arbitrated and recorded in both.
+    g3 = torch.tensor([-0.6, 0.8])
+    main = GCond(use_smooth_logic=False)
+    main(torch.stack([g1, g3]))
+    assert len(main.history) == 1
+    # History that weak conflicts do not fill cannot trigger the dominance rule: task 0 won
+    # twice, a weak conflict follows, then a main conflict is scored, not handed to task 1.
+    seq = GCond(use_smooth_logic=False, return_raw_grad=True)
+    seq.history = [0, 0]
+    seq(torch.stack([g1, g2]))
+    assert seq.history == [0, 0]
+    with pytest.raises(ValueError, match="Invalid legacy_history: 'x'"):
+        GCond(legacy_history="x")
+
+
+def _heads_problem() -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module, list]:
+    torch.manual_seed(1)
+    enc, h1, h2 = torch.nn.Linear(3, 4), torch.nn.Linear(4, 1), torch.nn.Linear(4, 1)
+    batches = [torch.randn(6, 3) for _ in range(4)]
+    return enc, h1, h2, batches
+
+
+def _loss_fn(enc, h1, h2):  # type: ignore[no-untyped-def]
+    def loss_fn(x):  # type: ignore[no-untyped-def]
+        z = torch.tanh(enc(x))
+        # Task 2 also reaches h1 (with a zero gradient): h1 is in both tasks' inferred params
+        # and must be counted once.
+        return [h1(z).pow(2).mean(), (h2(z) + 2.0).pow(2).mean() - (h1(z) * 0).sum()]
+
+    return loss_fn
+
+
+def _full_rows(enc, h1, h2, x):  # type: ignore[no-untyped-def]
+    """Each task's gradient w.r.t. [enc, h1, h2] as one vector (zeros where not reached)."""
+    params = [*enc.parameters(), *h1.parameters(), *h2.parameters()]
+    rows = []
+    for loss in _loss_fn(enc, h1, h2)(x):
+        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        rows.append(
+            torch.cat(
+                [
+                    (torch.zeros_like(p) if g is None else g).reshape(-1)
+                    for p, g in zip(params, grads, strict=True)
+                ]
+            )
+        )
+    return params, torch.stack(rows)
+
+
+@pytest.mark.parametrize("stochastic", [False, True])
+def test_gcond_backward_resolves_head_params_with_the_shared_ones(stochastic: bool) -> None:
+    # The official code resolves conflicts and applies momentum over all trainable params as one
+    # vector. Reference: GCond on the full [shared, head1, head2] Jacobian of the same batches.
+    enc, h1, h2, batches = _heads_problem()
+    agg = GCond(accumulation_steps=2, stochastic=stochastic, buffer_dtype=torch.float64)
+    ref = GCond(
+        accumulation_steps=2, stochastic=stochastic, buffer_dtype=torch.float64, loss_weights=[1, 1]
+    )
+    for step in range(2):
+        pair = batches[2 * step : 2 * step + 2]
+        for p in [*enc.parameters(), *h1.parameters(), *h2.parameters()]:
+            p.grad = None
+        # Explicit task params fix the order of the update vector; inferred ones (graph order)
+        # must give the same .grad.
+        task_params = None if stochastic else [list(h1.parameters()), list(h2.parameters())]
+        update = agg.backward(
+            _loss_fn(enc, h1, h2),
+            iter(pair),
+            enc.parameters(),
+            task_params=task_params,
+            unused="raise",
+        )
+        for a, x in enumerate(pair):
+            params, rows = _full_rows(enc, h1, h2, x)
+            if stochastic:
+                ref.accumulate(rows[a : a + 1], tasks=[a])
+            else:
+                ref.accumulate(rows)
+        expected = ref.step()
+        if task_params is not None:
+            torch.testing.assert_close(update, expected.to(update.dtype))
+        offset = 0
+        for p in params:
+            assert p.grad is not None
+            torch.testing.assert_close(
+                p.grad.reshape(-1), expected[offset : offset + p.numel()].to(p.dtype)
+            )
+            offset += p.numel()
+    # The heads moved through the momentum: the second step's head update is not the head's
+    # plain gradient (what the earlier passthrough wrote).
+    assert agg.momentum is not None and agg.momentum.shape == (expected.numel(),)
+
+
+def test_gcond_backward_passthrough_keeps_the_earlier_head_semantics() -> None:
+    enc, h1, h2, batches = _heads_problem()
+    agg = GCond(accumulation_steps=2, stochastic=False, head_params="passthrough")
+    update = agg.backward(_loss_fn(enc, h1, h2), iter(batches[:2]), enc.parameters())
+    assert update.shape == (16,)  # the shared params only
+    # Each head gets its own task's mean gradient, unresolved and without momentum.
+    expected = [torch.zeros_like(p) for p in h1.parameters()]
+    for x in batches[:2]:
+        z = torch.tanh(enc(x))
+        grads = torch.autograd.grad(h1(z).pow(2).mean(), list(h1.parameters()))
+        expected = [e + g / 2 for e, g in zip(expected, grads, strict=True)]
+    for p, e in zip(h1.parameters(), expected, strict=True):
+        torch.testing.assert_close(p.grad, e)
+    with pytest.raises(ValueError, match="Invalid head_params: 'x'"):
+        GCond(head_params="x")

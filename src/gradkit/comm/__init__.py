@@ -18,7 +18,8 @@ Server side:
 * :func:`majority_vote`, :func:`mean_reconstruction` — the same on decoded updates;
 * :class:`SecureAggregator` — encrypted frames → encrypted aggregate bytes (public key only).
 
-Key holder: :class:`KeyHolder` — generates the key pair, decrypts only aggregates.
+Key holder: :class:`KeyHolder` — generates the key pair, decrypts only aggregates; an aggregate
+that honest clients cannot produce raises :class:`InvalidAggregateError`.
 
 DDP training: :func:`sign_compress_hook` with :class:`SignCompressionState` — a
 ``DistributedDataParallel.register_comm_hook`` hook sending 1-bit signs with error feedback.
@@ -38,6 +39,7 @@ from gradkit.comm._error_feedback import ErrorFeedback
 from gradkit.comm._frame import decode_frame, encode_frame, plain_frame_size
 from gradkit.comm._paillier import (
     MIN_KEY_BITS,
+    InvalidAggregateError,
     KeyHolder,
     PackingPlan,
     SecureAggregator,
@@ -54,6 +56,7 @@ __all__ = [
     "BinaryUpdate",
     "ClientPayload",
     "ErrorFeedback",
+    "InvalidAggregateError",
     "KeyHolder",
     "PackingPlan",
     "SecureAggregator",

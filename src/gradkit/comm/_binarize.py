@@ -1,31 +1,39 @@
-"""1-bit compression of an update: EdgeDetect "smartification" and scaled sign.
+r"""1-bit compression of an update: EdgeDetect "smartification" and scaled sign.
 
 For one group of coordinates ``p`` (one tensor, or the whole flattened update):
 
 .. math::
 
-    \\tau = \\operatorname{median}(p)\\ (\\text{threshold="median"})\\quad\\text{or}\\quad
-    \\tau = 0\\ (\\text{threshold="zero"}),\\qquad
-    b_i = \\begin{cases} +1 & p_i > \\tau \\\\ -1 & \\text{otherwise}\\end{cases},\\qquad
-    \\alpha = \\operatorname{mean}_i |p_i - \\tau|,
+    \tau = \operatorname{median}(p)\ (\text{threshold="median"})\quad\text{or}\quad
+    \tau = 0\ (\text{threshold="zero"}),\qquad
+    b_i = \operatorname{sign}(p_i - \tau) = \begin{cases} +1 & p_i \ge \tau \\
+        -1 & p_i < \tau\end{cases},\qquad
+    \alpha = \operatorname{mean}_i |p_i - \tau|,
 
 and the receiver's reconstruction is ``p̂ = τ + α·b`` (``reconstruct="affine"``) or ``α·b``
 (``reconstruct="sign"``). ``threshold="zero"`` with error feedback is EF-signSGD
 (Karimireddy et al., 2019).
 
-Reference: N. I. S. Mohammad, *EdgeDetect*, arXiv 2604.14663v1 (2026). Only the abstract and
-third-party summaries were available (systems spec §1, tagged [R]): the exact threshold formula,
-tie rule and server rule are not published, so the rules below are gradkit's documented choices.
+Reference: N. I. S. Mohammad, *EdgeDetect*, arXiv 2604.14663v1 (2026). Its method section and
+code were not reachable from here (only the abstract: "a median-based statistical binarization
+that compresses local updates to {+1, −1}"); descriptions of the method give
+``sign(g − median(g))`` with a coordinate equal to the median mapped to +1, and that is the
+default (``ties="positive"``). The scale ``α`` and the per-tensor grouping are gradkit's choices.
 
-Tie and even-length rules (spec §1(b)), checked by the tests:
+Tie and even-length rules, checked by the tests:
 
-* ``τ`` is ``torch.median``: the *lower* of the two middle values when the group has an even
-  number of coordinates. With the strict ``p > τ``, exactly ``floor(d/2)`` coordinates of a group
-  of ``d`` distinct values are ``+1``.
-* Coordinates equal to ``τ`` are ``-1``. An all-equal group (e.g. an all-zero gradient) is all
-  ``-1`` with ``α = 0``, so its reconstruction is exactly ``τ`` (``0`` in sign mode) — no
-  information is lost and nothing is invented. A balanced split of ties was considered and
-  rejected: it needs a random or positional rule that the receiver cannot reproduce from the bits.
+* ``ties="positive"`` (default): ``τ`` is the usual median (the mean of the two middle values
+  for an even count) and ``b = +1`` iff ``p ≥ τ``. A group of ``d`` distinct values has
+  ``ceil(d/2)`` coordinates at ``+1`` (exactly half for even ``d``; the middle value of an odd
+  group is a tie and goes to ``+1``). An all-equal group (e.g. an all-zero gradient) is all
+  ``+1`` with ``α = 0``, so its reconstruction is exactly ``τ`` (``0`` in sign mode).
+* ``ties="negative"`` (gradkit's earlier rule, kept bit for bit): ``τ`` is ``torch.median``, the
+  *lower* middle value for an even count, and ``b = +1`` iff ``p > τ``: ``floor(d/2)``
+  coordinates at ``+1`` for distinct values, an all-equal group all ``-1`` with ``α = 0``.
+* With ``threshold="zero"`` the same rule decides ``p = 0``: ``+1`` (``"positive"``) or ``-1``.
+* A balanced split of ties was considered and rejected: it needs a random or positional rule
+  that the receiver cannot reproduce from the bits. The receiver does not need the tie rule
+  (it only reads the bits, ``τ`` and ``α``), so it is not part of the wire frame.
 * An empty tensor (``numel() == 0``) has no bits and ``τ = α = 0``; a 0-d tensor is one
   coordinate.
 
@@ -47,6 +55,7 @@ __all__ = [
     "RECONSTRUCTIONS",
     "SUPPORTED_DTYPES",
     "THRESHOLDS",
+    "TIES",
     "BinaryUpdate",
     "binarize",
     "reconstruct",
@@ -56,10 +65,12 @@ __all__ = [
 Threshold = Literal["median", "zero"]
 Granularity = Literal["tensor", "vector"]
 Reconstruction = Literal["affine", "sign"]
+Ties = Literal["positive", "negative"]
 
 THRESHOLDS: tuple[str, ...] = ("median", "zero")
 GRANULARITIES: tuple[str, ...] = ("tensor", "vector")
 RECONSTRUCTIONS: tuple[str, ...] = ("affine", "sign")
+TIES: tuple[str, ...] = ("positive", "negative")
 #: Parameter dtypes an update may have (they are recorded in the wire frame).
 SUPPORTED_DTYPES: tuple[torch.dtype, ...] = (
     torch.float32,
@@ -196,11 +207,26 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _binarize_group(flat: torch.Tensor, threshold: str) -> tuple[torch.Tensor, float, float]:
+def _median(flat: torch.Tensor) -> torch.Tensor:
+    """The usual median: the middle value, or the mean of the two middle values (even count)."""
+    lower = flat.median()
+    n = flat.numel()
+    if n % 2:
+        return lower
+    upper = flat.kthvalue(n // 2 + 1).values
+    return lower + (upper - lower) / 2
+
+
+def _binarize_group(
+    flat: torch.Tensor, threshold: str, ties: str
+) -> tuple[torch.Tensor, float, float]:
     if flat.numel() == 0:
         return torch.zeros(0, dtype=torch.bool), 0.0, 0.0
-    tau = flat.median() if threshold == "median" else flat.new_zeros(())
-    bits = flat > tau
+    if threshold == "zero":
+        tau = flat.new_zeros(())
+    else:
+        tau = _median(flat) if ties == "positive" else flat.median()
+    bits = flat >= tau if ties == "positive" else flat > tau
     alpha = (flat - tau).abs().mean()
     return bits, float(tau), float(alpha)
 
@@ -211,6 +237,7 @@ def binarize(
     threshold: Threshold = "median",
     granularity: Granularity = "tensor",
     reconstruct: Reconstruction = "affine",
+    ties: Ties = "positive",
 ) -> BinaryUpdate:
     """Binarise an update to ±1 per coordinate, with one ``(τ, α)`` per tensor or per update.
 
@@ -222,6 +249,9 @@ def binarize(
             pair for the whole flattened update).
         reconstruct: ``"affine"`` (default, ``p̂ = τ + α·b``) or ``"sign"`` (``p̂ = α·b``);
             recorded in the result, used by :func:`reconstruct`.
+        ties: ``"positive"`` (default, ``b = sign(p − τ)`` with a tie at ``τ`` going to ``+1``,
+            ``τ`` the usual median) or ``"negative"`` (gradkit's earlier rule: strict
+            ``p > τ``, ``τ`` the lower middle value). See the module docstring.
 
     Returns:
         A :class:`BinaryUpdate`.
@@ -229,11 +259,13 @@ def binarize(
     Example:
         >>> import torch
         >>> from gradkit.comm import binarize, reconstruct
-        >>> b = binarize([torch.tensor([0.5, -1.0, 2.0, 0.0])])
+        >>> b = binarize([torch.tensor([0.5, -1.0, 2.0, 0.0])])  # τ = (0 + 0.5) / 2
         >>> b.bits.tolist(), b.tau.tolist(), b.alpha.tolist()
-        ([True, False, True, False], [0.0], [0.875])
+        ([True, False, True, False], [0.25], [0.875])
         >>> reconstruct(b)[0].tolist()
-        [0.875, -0.875, 0.875, -0.875]
+        [1.125, -0.625, 1.125, -0.625]
+        >>> binarize([torch.zeros(3)]).bits.tolist()  # ties go to +1; α = 0, p̂ = τ = 0
+        [True, True, True]
 
     Papers: EdgeDetect's median "gradient smartification" (N. I. S. Mohammad,
     arXiv:2604.14663) for ``threshold="median"``; the scaled sign of signSGD (Bernstein et al.,
@@ -244,11 +276,14 @@ def binarize(
     summaries were found, so the median rule here is gradkit's reconstruction (docs/comm.md).
     The zero mode is EF-signSGD's compressor.
 
-    Deviations: the EdgeDetect threshold, tie rule and scale are not stated anywhere public.
-    gradkit uses ``b = +1`` iff ``p > τ`` (a coordinate equal to ``τ`` gets −1) and
-    ``α = mean|p − τ|``, per tensor by default.
+    Deviations: the paper's method text was not reachable. Descriptions of it give
+    ``sign(g − median(g))`` with ties at the median going to ``+1``, which is the default; the
+    scale ``α = mean|p − τ|`` (per tensor by default) is gradkit's addition, so that the server
+    can take a step of the update's magnitude (``reconstruct="sign"`` still multiplies by ``α``).
+    ``ties="negative"`` is gradkit's earlier rule (ties to −1, lower median).
     """
     _check_choice("threshold", threshold, THRESHOLDS)
+    _check_choice("ties", ties, TIES)
     _check_choice("granularity", granularity, GRANULARITIES)
     _check_choice("reconstruct", reconstruct, RECONSTRUCTIONS)
     tensors = as_tensor_list(update)
@@ -264,7 +299,7 @@ def binarize(
     taus: list[float] = []
     alphas: list[float] = []
     for flat in groups:
-        bits, tau, alpha = _binarize_group(flat, threshold)
+        bits, tau, alpha = _binarize_group(flat, threshold, ties)
         bits_parts.append(bits)
         taus.append(tau)
         alphas.append(alpha)
@@ -299,9 +334,9 @@ def reconstruct(update: BinaryUpdate) -> list[torch.Tensor]:
     Example:
         >>> import torch
         >>> from gradkit.comm import binarize, reconstruct
-        >>> b = binarize([torch.tensor([1.0, 2.0, 3.0, 4.0])])  # τ = median = 2 (the lower one)
+        >>> b = binarize([torch.tensor([1.0, 2.0, 3.0, 4.0])])  # τ = median = 2.5
         >>> reconstruct(b)[0].tolist()  # τ ± α with α = mean|p − τ| = 1
-        [1.0, 1.0, 3.0, 3.0]
+        [1.5, 1.5, 3.5, 3.5]
     """
     out = []
     for (start, stop, g), shape, dtype in zip(
@@ -315,12 +350,14 @@ def reconstruct(update: BinaryUpdate) -> list[torch.Tensor]:
     return out
 
 
-def sign_disagreement(update: torch.Tensor | Sequence[torch.Tensor], binary: BinaryUpdate) -> float:
+def sign_disagreement(
+    update: torch.Tensor | Sequence[torch.Tensor], binary: BinaryUpdate, ties: Ties = "positive"
+) -> float:
     """Fraction of coordinates where ``b`` differs from ``sign(u)`` (spec §1(b) diagnostic).
 
-    A coordinate agrees when ``b = +1`` and ``u > 0``, or ``b = -1`` and ``u <= 0`` (``sign(0)`` is
-    read as ``-1``, the same strict rule as the binariser), so ``threshold="zero"`` without error
-    feedback gives exactly 0. Median thresholding disagrees on every coordinate between 0 and τ.
+    ``sign(0)`` follows the binariser's tie rule: ``+1`` for ``ties="positive"`` (default),
+    ``-1`` for ``"negative"``; so ``threshold="zero"`` without error feedback gives exactly 0
+    when ``ties`` matches. Median thresholding disagrees on every coordinate between 0 and τ.
     Returns 0.0 for an update with no coordinates.
 
     Example:
@@ -329,11 +366,15 @@ def sign_disagreement(update: torch.Tensor | Sequence[torch.Tensor], binary: Bin
         >>> u = torch.tensor([1.0, 2.0, 3.0, -4.0])
         >>> sign_disagreement(u, binarize(u, threshold="zero"))
         0.0
-        >>> sign_disagreement(u, binarize(u))  # median 1: coordinate 0 (0 < 1 <= τ) flips to -1
+        >>> sign_disagreement(u, binarize(u))  # median 1.5: coordinate 0 (0 < 1 < τ) flips to -1
         0.25
     """
+    _check_choice("ties", ties, TIES)
     tensors = as_tensor_list(update)
-    flat = torch.cat([t.detach().reshape(-1) > 0 for t in tensors])
+    if ties == "positive":
+        flat = torch.cat([t.detach().reshape(-1) >= 0 for t in tensors])
+    else:
+        flat = torch.cat([t.detach().reshape(-1) > 0 for t in tensors])
     if flat.numel() != binary.numel:
         raise ValueError(
             f"sign_disagreement: the update has {flat.numel()} coordinates, the binary update "

@@ -13,7 +13,7 @@ import torch
 
 from gradkit.comm._keys import MIN_KEY_BITS, _modulus
 
-__all__ = ["SCALE_FRAC_BITS", "SCALE_VALUE_BITS", "PackingPlan"]
+__all__ = ["SCALE_FRAC_BITS", "SCALE_VALUE_BITS", "InvalidAggregateError", "PackingPlan"]
 
 #: Fixed-point fraction bits of encrypted scales (resolution 2^-40 ≈ 9.1e-13).
 SCALE_FRAC_BITS = 40
@@ -23,6 +23,28 @@ SCALE_VALUE_BITS = 72
 
 #: The largest client count an encrypted frame can state (a 32-bit field).
 MAX_CLIENTS = 2**32 - 1
+
+
+class InvalidAggregateError(ValueError):
+    """A decrypted aggregate that honest clients cannot produce: a slot above its bound, or a
+    plaintext with bits above the last slot.
+
+    Its cause is a client that encrypted a value outside the allowed range (malicious or
+    faulty: the protocol assumes honest clients and has no range proofs), or more payloads
+    summed than the packing allows. The aggregate must not be used.
+
+    Attributes:
+        slot: the first offending slot (the coordinate index for votes), or ``None`` when a
+            plaintext overflowed the packing as a whole.
+        value: the value that slot holds (or the plaintext's bit length when ``slot`` is None).
+        limit: the largest value an honest aggregate can hold in a slot.
+    """
+
+    def __init__(self, message: str, *, slot: int | None, value: int, limit: int) -> None:
+        super().__init__(message)
+        self.slot = slot
+        self.value = value
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -151,9 +173,16 @@ class PackingPlan:
         top = 1 << (k * w)
         for m in plaintexts:
             if not 0 <= m < top:
-                raise ValueError(
+                raise InvalidAggregateError(
                     f"Corrupted or overflowed aggregate: a plaintext uses {int(m).bit_length()} bits, "
-                    f"the plan packs {k * w}"
+                    f"the plan packs {k * w}. A client encrypted a value outside [0, "
+                    f"{self.max_value}] (malicious or corrupted: the protocol assumes honest "
+                    "clients and has no range proofs), or more payloads were summed than the "
+                    "plan allows. The aggregate was not used: discard this round's update and "
+                    "keep the model.",
+                    slot=None,
+                    value=int(m).bit_length(),
+                    limit=limit,
                 )
         if w > 62:
             mask = (1 << w) - 1
@@ -172,12 +201,15 @@ class PackingPlan:
             big = [int(out.max())] if out.size and out.max() > limit else []
         if big:
             slot = next(i for i, v in enumerate(out.tolist()) if int(v) == big[0])
-            raise ValueError(
+            raise InvalidAggregateError(
                 f"Out-of-range aggregate: slot {slot} holds {big[0]} > {limit} (= clients × "
                 f"largest allowed value). A client encrypted a value outside [0, "
                 f"{self.max_value}] (malicious or corrupted: the protocol assumes honest clients "
                 "and has no range proofs), or more payloads were summed than the plan allows. "
-                "The aggregate was not used: discard this round's update and keep the model."
+                "The aggregate was not used: discard this round's update and keep the model.",
+                slot=slot,
+                value=big[0],
+                limit=limit,
             )
         return out
 

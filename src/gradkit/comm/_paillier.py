@@ -75,6 +75,7 @@ from gradkit.comm._keys import (
 from gradkit.comm._packing import (
     SCALE_FRAC_BITS,
     SCALE_VALUE_BITS,
+    InvalidAggregateError,
     PackingPlan,
     _fixed_point,
     _scale_plan,
@@ -91,6 +92,7 @@ __all__ = [
     "MIN_KEY_BITS",
     "SCALE_FRAC_BITS",
     "SCALE_VALUE_BITS",
+    "InvalidAggregateError",
     "KeyHolder",
     "PackingPlan",
     "SecureAggregator",
@@ -353,7 +355,12 @@ class KeyHolder:
         median of the clients' clear ``α`` (or ``Σ_k α_k / K`` when the scales were encrypted).
 
         Raises ``ValueError`` for a client frame (only aggregates are decrypted), an aggregate
-        of fewer than ``min_clients`` clients, another key, or a corrupted/overflowed aggregate.
+        of fewer than ``min_clients`` clients or another key, and its subclass
+        :class:`InvalidAggregateError` (naming the slot) for a corrupted or out-of-range
+        aggregate, e.g. a slot holding more votes than clients: what a client that encrypted a
+        value outside 0/1 produces. The aggregate must then be discarded
+        (:class:`gradkit.fed.EdgeDetectStrategy` discards the round and keeps the model by
+        default).
         """
         n = self.public_key.n
         header, section, clear, votes, scale_cts = _read_encrypted(

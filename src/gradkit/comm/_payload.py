@@ -14,6 +14,7 @@ from gradkit.comm._binarize import (
     Granularity,
     Reconstruction,
     Threshold,
+    Ties,
     as_tensor_list,
     binarize,
     sign_disagreement,
@@ -68,6 +69,7 @@ def client_payload(
     threshold: Threshold = "median",
     granularity: Granularity = "tensor",
     reconstruct: Reconstruction = "affine",
+    ties: Ties = "positive",
     error_feedback: ErrorFeedback | None = None,
     public_key: Any = None,
     num_clients: int | None = None,
@@ -81,7 +83,7 @@ def client_payload(
 
     Args:
         update: the client's update tensors (a gradient, or a model delta), in model order.
-        threshold, granularity, reconstruct: see :func:`binarize`.
+        threshold, granularity, reconstruct, ties: see :func:`binarize`.
         error_feedback: this client's :class:`ErrorFeedback` state, or ``None`` (no EF).
         public_key: the shared Paillier public key for secure aggregation, or ``None``.
         num_clients: required with ``public_key``: the most clients whose payloads are summed.
@@ -109,7 +111,11 @@ def client_payload(
         raise ValueError("client_payload: num_clients is required with a public_key")
     compensated = tensors if error_feedback is None else error_feedback.compensate(tensors)
     binary = binarize(
-        compensated, threshold=threshold, granularity=granularity, reconstruct=reconstruct
+        compensated,
+        threshold=threshold,
+        granularity=granularity,
+        reconstruct=reconstruct,
+        ties=ties,
     )
     if error_feedback is not None:
         error_feedback.record(compensated, reconstruct_update(binary))
@@ -131,6 +137,6 @@ def client_payload(
         float32_bytes=4 * binary.numel,
         num_coords=binary.numel,
         encode_seconds=seconds,
-        sign_disagreement=sign_disagreement(tensors, binary),
+        sign_disagreement=sign_disagreement(tensors, binary, ties),
         secure=public_key is not None,
     )

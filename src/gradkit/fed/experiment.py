@@ -37,6 +37,7 @@ from gradkit.fed.data import ClientData, client_split, dirichlet_partition, synt
 
 __all__ = [
     "ATTACKS",
+    "INVALID_AGGREGATE_POLICIES",
     "MALFORMED",
     "METHODS",
     "Experiment",
@@ -91,6 +92,12 @@ ATTACKS = ("none", "signflip", "labelflip")
 #: (wrong shapes), or the other method's payload (float32 arrays for a 1-bit method and a 1-bit
 #: frame for ``fedavg``).
 MALFORMED = ("garbage", "truncated", "shape", "method")
+
+#: What the server does when the decrypted secure-vote aggregate is out of range (a slot holding
+#: more votes than clients, which a malicious or faulty client can cause: range proofs are not
+#: implemented): ``"discard_round"`` keeps the model, records the round as discarded and logs a
+#: warning; ``"raise"`` stops the experiment with :class:`~gradkit.fed.strategy.FedRoundError`.
+INVALID_AGGREGATE_POLICIES = ("discard_round", "raise")
 
 
 @dataclass(frozen=True)
@@ -201,10 +208,13 @@ class Experiment:
         slow: partition id → seconds the client sleeps before replying (to exercise the round
             timeout).
         round_timeout: overrides ``FedConfig.round_timeout`` for this experiment.
+        on_invalid_aggregate: the secure method's policy for an out-of-range decrypted
+            aggregate (:data:`INVALID_AGGREGATE_POLICIES`): ``"discard_round"`` (default) or
+            ``"raise"``.
 
     Raises:
-        ValueError: an unknown method, attack or malformed kind, ``rounds`` or
-            ``min_replies`` below 1, or a non-positive override.
+        ValueError: an unknown method, attack, malformed kind or ``on_invalid_aggregate``
+            policy, ``rounds`` or ``min_replies`` below 1, or a non-positive override.
 
     Example:
         >>> from gradkit.fed.experiment import Experiment
@@ -228,6 +238,7 @@ class Experiment:
     seed: int = 0
     slow: Mapping[int, float] = field(default_factory=dict)
     round_timeout: float | None = None
+    on_invalid_aggregate: str = "discard_round"
 
     def __post_init__(self) -> None:
         for name in ("client_lr", "server_lr", "round_timeout"):
@@ -241,6 +252,11 @@ class Experiment:
         bad = sorted(set(self.malformed.values()) - set(MALFORMED))
         if bad:
             raise ValueError(f"unknown malformed kind(s) {bad}; known: {', '.join(MALFORMED)}")
+        if self.on_invalid_aggregate not in INVALID_AGGREGATE_POLICIES:
+            raise ValueError(
+                f"Invalid on_invalid_aggregate: {self.on_invalid_aggregate!r} (must be one of "
+                f"{', '.join(map(repr, INVALID_AGGREGATE_POLICIES))})"
+            )
         if self.rounds < 1 or self.min_replies < 1:
             raise ValueError(
                 f"rounds and min_replies must be >= 1, got {self.rounds}, {self.min_replies}"

@@ -24,6 +24,14 @@ Per round:
    for the secure method :class:`gradkit.comm.SecureAggregator` multiplies the ciphertexts and
    the :class:`gradkit.comm.KeyHolder` decrypts only the aggregate) and the server applies
    ``w ← w − server_lr · d``.
+4. Secure method only: a decrypted aggregate that honest clients cannot produce (a slot holding
+   more votes than clients, :class:`gradkit.comm.InvalidAggregateError`) cannot be traced to a
+   client, since every payload is valid on its own (the ciphertexts hide the votes, and range
+   proofs are not implemented). With ``Experiment.on_invalid_aggregate="discard_round"``
+   (default) the round is discarded: the model is kept, the round's ``history`` entry has
+   ``discarded=True`` and a ``discard_reason`` naming the round, the slot and the cause, and a
+   warning is logged (logger ``gradkit.fed.strategy``). ``"raise"`` stops the experiment with
+   :class:`FedRoundError` carrying the same message.
 
 Byte counts per round (sums over the valid replies): ``payload_bytes`` (the update's bytes:
 the frame, or ``4d`` for float32), ``plaintext_bytes`` (the plaintext frame size; ``4d`` for
@@ -35,6 +43,7 @@ float32), ``array_bytes`` (``ArrayRecord.count_bytes()``: payload + ``.npy`` hea
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -43,10 +52,18 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord
 from flwr.serverapp.strategy import FedAvg
 
-from gradkit.comm import SecureAggregator, decode_frame, majority_vote, mean_reconstruction
+from gradkit.comm import (
+    InvalidAggregateError,
+    SecureAggregator,
+    decode_frame,
+    majority_vote,
+    mean_reconstruction,
+)
 from gradkit.fed.experiment import Experiment, FedConfig, config_to_dict
 
 __all__ = ["EdgeDetectStrategy", "FedRoundError", "tree_bytes"]
+
+logger = logging.getLogger(__name__)
 
 
 class FedRoundError(RuntimeError):
@@ -131,6 +148,9 @@ class EdgeDetectStrategy(FedAvg):
 
     Raises:
         ValueError: a secure method without ``key_holder``.
+
+    An out-of-range secure aggregate (a malicious or faulty client; see step 4 of the module
+    docstring) discards the round and keeps the model (``Experiment.on_invalid_aggregate``).
 
     Example:
         >>> from gradkit.fed.experiment import Experiment, FedConfig
@@ -267,7 +287,9 @@ class EdgeDetectStrategy(FedAvg):
 
         Raises:
             FedRoundError: fewer than ``Experiment.min_replies`` valid replies (the message
-                lists every failure and its reason).
+                lists every failure and its reason), or an out-of-range secure aggregate under
+                ``on_invalid_aggregate="raise"`` (otherwise that round is discarded and the
+                current weights are returned unchanged).
         """
         replies = list(replies)
         failures: list[str] = []
@@ -312,16 +334,40 @@ class EdgeDetectStrategy(FedAvg):
                 f"failures: {'; '.join(failures) or 'none'}"
             )
         start = time.perf_counter()
-        direction = self._aggregate([v[0] for v in valid], [v[1] for v in valid])
+        discard_reason = None
+        try:
+            direction = self._aggregate([v[0] for v in valid], [v[1] for v in valid])
+        except InvalidAggregateError as err:
+            where = "" if err.slot is None else f" (coordinate {err.slot})"
+            discard_reason = (
+                f"experiment {self.experiment.name!r}, round {server_round}: the decrypted "
+                f"secure-vote aggregate of {len(valid)} valid replies is out of range{where}, "
+                "so at least one client encrypted a value outside 0/1 (a malicious or faulty "
+                "client: every payload was valid on its own, the votes are hidden by the "
+                f"encryption and range proofs are not implemented). {err}"
+            )
+            if self.experiment.on_invalid_aggregate == "raise":
+                entry.update({"discarded": True, "discard_reason": discard_reason})
+                raise FedRoundError(f"{discard_reason} (on_invalid_aggregate='raise')") from err
+            logger.warning(
+                "%s Round discarded, model kept (on_invalid_aggregate='discard_round').",
+                discard_reason,
+            )
         agg_seconds = time.perf_counter() - start
         lr = self.cfg.server_lr
-        new = [
-            (w - lr * d).astype(np.float32) for w, d in zip(self._weights, direction, strict=True)
-        ]
+        if discard_reason is None:
+            new = [
+                (w - lr * d).astype(np.float32)
+                for w, d in zip(self._weights, direction, strict=True)
+            ]
+        else:
+            new = [w.astype(np.float32) for w in self._weights]
         ms = [v[1] for v in valid]
         n_ex = np.array([m["num-examples"] for m in ms])
         entry.update(
             {
+                "discarded": discard_reason is not None,
+                **({} if discard_reason is None else {"discard_reason": discard_reason}),
                 "payload_bytes": int(sum(v[2] for v in valid)),
                 "plaintext_bytes": int(sum(m["plaintext-bytes"] for m in ms)),
                 "float32_bytes": int(sum(m["float32-bytes"] for m in ms)),
@@ -336,7 +382,9 @@ class EdgeDetectStrategy(FedAvg):
             }
         )
         arrays = ArrayRecord({f"w{i}": Array(w) for i, w in enumerate(new)})
-        return arrays, MetricRecord({"train-loss": entry["train_loss"]})
+        return arrays, MetricRecord(
+            {"train-loss": entry["train_loss"], "discarded": int(discard_reason is not None)}
+        )
 
     def _aggregate(self, payloads: list[Any], metrics: list[dict[str, float]]) -> list[Any]:
         if self.spec.payload == "float32":

@@ -21,6 +21,8 @@ from gradkit.mtl._base import Aggregator, check_jacobian
 __all__ = ["GCond", "conflict_angle"]
 
 DOMINANCE_MODES = ("code", "readme")
+HEAD_PARAM_MODES = ("joint", "passthrough")
+LEGACY_HISTORY_MODES = ("code", "every_pair")
 STATE_KEYS = (
     "step",
     "num_tasks",
@@ -80,7 +82,10 @@ class GCond(Aggregator):
 
     Legacy logic (``use_smooth_logic=False``): ``c < t_crit`` zeroes the loser; ``c < t_main``
     projects the loser onto the winner's normal plane; ``c < t_weak`` projects both
-    simultaneously. Finally :math:`d_{raw} = \sum_k \hat g_k`, momentum
+    simultaneously. As in the official code, only the first two zones run the arbitration and
+    record a winner in the dominance history; the symmetric weak zone records nothing
+    (``legacy_history="every_pair"`` keeps gradkit's earlier behaviour, which arbitrated and
+    recorded a winner for every resolved pair). Finally :math:`d_{raw} = \sum_k \hat g_k`, momentum
     :math:`m \leftarrow \beta m + (1-\beta) d_{raw}` and the output is :math:`m/(1-\beta^t)`
     (or :math:`d_{raw}` with ``return_raw_grad=True``). The post-projection :math:`\hat g_k`
     become the "previous" gradients of the next stability score (code behaviour).
@@ -91,6 +96,16 @@ class GCond(Aggregator):
     default (the code's bfloat16 is ``buffer_dtype=torch.bfloat16``). The README recommends
     an optimizer without momentum on top (e.g. AdamW ``betas=(0.0, 0.95)``).
 
+    **Task-specific params** (:meth:`backward`, ``head_params=``): the official code takes its
+    gradients w.r.t. all trainable params of the model and resolves conflicts, applies the
+    momentum and writes ``.grad`` over that one vector, heads included (a head's entries are 0
+    in the other tasks' gradients). ``head_params="joint"`` (default) does the same;
+    ``"passthrough"`` is gradkit's earlier behaviour (heads get ``λ_k`` × the mean of their
+    own gradients, unresolved and without momentum). Note that :func:`~gradkit.mtl.mtl_backward`
+    with a ``GCond`` aggregator follows TorchJD's convention instead: only the shared params'
+    Jacobian reaches the aggregator and heads get their own gradients; use :meth:`backward`
+    for the official semantics.
+
     ``aggregator(jacobian)`` is ``accumulate`` + ``step``. Stateful (:meth:`state_dict`
     round-trips the norm EMA, previous gradients, momentum, arbitration history and any pending
     accumulation); permutation invariant; accepts ``K >= 1`` (one task: the momentum of its
@@ -99,8 +114,10 @@ class GCond(Aggregator):
     Paper: arXiv:2509.07252. Reference implementation: the official code
     (AlevLab-dev/GCond, ``grad_conductor.py``).
 
-    Deviations: float32 buffers by default (``buffer_dtype``; the code uses bfloat16). Not
-    implemented: the Lion/LARS trust-ratio output mode and ``freeze_bn`` (the caller controls
+    Deviations: float32 buffers by default (``buffer_dtype``; the code uses bfloat16); the
+    code's ``+ eps`` in the projection denominators is left out (zero-norm gradients are
+    skipped before any projection); ``dominance_window`` must be ≥ 1 (the code accepts 0, no
+    history). Not implemented: the Lion/LARS trust-ratio output mode and ``freeze_bn`` (the caller controls
     ``model.train()/eval()``).
 
     Example:
@@ -131,6 +148,8 @@ class GCond(Aggregator):
         "return_raw_grad",
         "buffer_dtype",
         "eps",
+        "head_params",
+        "legacy_history",
     )
 
     def __init__(
@@ -152,6 +171,8 @@ class GCond(Aggregator):
         return_raw_grad: bool = False,
         buffer_dtype: torch.dtype = torch.float32,
         eps: float = 1e-8,
+        head_params: str = "joint",
+        legacy_history: str = "code",
     ) -> None:
         for name, value in (
             ("accumulation_steps", accumulation_steps),
@@ -168,6 +189,15 @@ class GCond(Aggregator):
         if dominance_mode not in DOMINANCE_MODES:
             raise ValueError(
                 f"Invalid dominance_mode: {dominance_mode!r} (must be one of {DOMINANCE_MODES})"
+            )
+        if head_params not in HEAD_PARAM_MODES:
+            raise ValueError(
+                f"Invalid head_params: {head_params!r} (must be one of {HEAD_PARAM_MODES})"
+            )
+        if legacy_history not in LEGACY_HISTORY_MODES:
+            raise ValueError(
+                f"Invalid legacy_history: {legacy_history!r} (must be one of "
+                f"{LEGACY_HISTORY_MODES})"
             )
         if len(tie_breaking_weights) != 2:
             raise ValueError(f"Invalid tie_breaking_weights: {tie_breaking_weights!r}")
@@ -198,6 +228,8 @@ class GCond(Aggregator):
         self.return_raw_grad = bool(return_raw_grad)
         self.buffer_dtype = buffer_dtype
         self.eps = float(eps)
+        self.head_params = head_params
+        self.legacy_history = legacy_history
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -384,7 +416,12 @@ class GCond(Aggregator):
             if best is None:
                 break
             c, i, j = best
-            winner, loser = self._arbitrate(i, j, g, n.tolist())
+            if self.use_smooth_logic or c < self.thresholds[1] or self.legacy_history != "code":
+                winner, loser = self._arbitrate(i, j, g, n.tolist())
+            else:
+                # Legacy weak zone (t_main <= c < t_weak): a symmetric projection, so the
+                # official code runs no arbitration and records no winner there.
+                winner, loser = i, j
             self._resolve_pair(g, winner, loser, c)
         raw = g.sum(dim=0)
         self.prev = g.to(self.buffer_dtype)
@@ -413,8 +450,18 @@ class GCond(Aggregator):
         unused: str = "warn",
     ) -> torch.Tensor:
         """Accumulate over ``accumulation_steps`` batches drawn from ``batches`` (``loss_fn(batch)``
-        returns the ``K`` task losses), resolve, and accumulate the update into the shared
-        params' ``.grad``; task ``k``'s own params get ``λ_k`` × the mean of its gradients.
+        returns the ``K`` task losses), resolve, and accumulate the update into ``.grad``.
+
+        ``head_params="joint"`` (default, the official code, which resolves and smooths "all
+        trainable parameters" as one vector): each task's gradient is taken w.r.t. the shared
+        params *and* every task's own params (``task_params``, or inferred: the leaves a loss
+        reaches that are not shared), zeros where a loss does not reach a param; conflict
+        resolution, momentum and the update cover that whole vector, and every param that some
+        task reached gets its slice. The update returned is ``[shared..., own params...]``
+        (each task's own params in task order, a param listed twice counted once).
+        ``head_params="passthrough"`` (gradkit's earlier behaviour): only the shared params are
+        resolved and smoothed; task ``k``'s own params get ``λ_k`` × the mean of its gradients
+        (no conflict resolution, no momentum) and the update returned covers the shared params.
 
         Backward passes: ``A·K`` (classic) or ``A`` (stochastic: batch ``a`` serves task
         ``a // (A/K)`` only; ``A % K == 0`` required). Returns the update.
@@ -422,9 +469,13 @@ class GCond(Aggregator):
         shared = list(shared_params)
         it = iter(batches)
         a_steps = self.accumulation_steps
+        joint = self.head_params == "joint"
         head_sums: dict[tuple[int, int], torch.Tensor] = {}
         heads: list[list[torch.Tensor]] | None = None
+        params: list[torch.Tensor] = shared
         counts: list[int] = []
+        missed: dict[int, int] = {}
+        passes = 0
         for a in range(a_steps):
             try:
                 batch = next(it)
@@ -446,7 +497,23 @@ class GCond(Aggregator):
                     raise ValueError(f"loss_fn returned {k} losses for {self.num_tasks} tasks")
                 heads = resolve_task_params(losses, shared, task_params)
                 counts = [0] * k
+                if joint:
+                    params = list(shared)
+                    seen = {id(p) for p in shared}
+                    for p in (p for head in heads for p in head):
+                        if id(p) not in seen:
+                            seen.add(id(p))
+                            params.append(p)
             tasks = [a // (a_steps // k)] if self.stochastic else list(range(k))
+            if joint:
+                no_heads: list[list[torch.Tensor]] = [[] for _ in range(k)]
+                rows, _, missing = task_gradients(losses, tasks, params, no_heads, False)
+                passes += len(tasks)
+                for _, i in missing:
+                    missed[i] = missed.get(i, 0) + 1
+                report_unused([(t, i) for t, i in missing if i < len(shared)], unused)
+                self.accumulate(rows, tasks=tasks if self.stochastic else None)
+                continue
             rows, head_grads, missing = task_gradients(losses, tasks, shared, heads, False)
             report_unused(missing, unused)
             self.accumulate(rows, tasks=tasks if self.stochastic else None)
@@ -457,8 +524,11 @@ class GCond(Aggregator):
                         key = (t, i)
                         head_sums[key] = head_sums[key] + hg if key in head_sums else hg
         update = self.step()
-        write_shared(shared, update, set())
         assert heads is not None
+        if joint:
+            write_shared(params, update, {i for i, n in missed.items() if n == passes})
+            return update
+        write_shared(shared, update, set())
         lam = self.loss_weights or [1.0] * len(heads)
         for (t, i), s in head_sums.items():
             accumulate_grad(heads[t][i], s * (lam[t] / counts[t]))

@@ -108,9 +108,12 @@ def builtin_specs() -> list[AggregatorSpec]:
             configs=[
                 {},
                 {"use_smooth_logic": False},
+                {"use_smooth_logic": False, "legacy_history": "every_pair"},
                 {"buffer_dtype": torch.float64, "return_raw_grad": True},
             ],
             stateful=True,
-            error_inputs=_invalid(dominance_mode="x", accumulation_steps=0),
+            error_inputs=_invalid(
+                dominance_mode="x", accumulation_steps=0, head_params="x", legacy_history="x"
+            ),
         ),
     ]
