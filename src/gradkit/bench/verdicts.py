@@ -138,7 +138,10 @@ def compare_groups(
         sa = dataclasses.replace(sa, ci=ca)
         sb = dataclasses.replace(sb, ci=cb)
     outcome = ("lower" if diff < 0 else "higher") if separated else "tie"
-    return Comparison(outcome, sa, sb, diff, margin)
+    reason = ""
+    if not separated and abs(diff) <= atol and (deterministic or margin > 0):
+        reason = f"the difference is within the claim's tolerance {format_number(atol, 2)}"
+    return Comparison(outcome, sa, sb, diff, margin, reason)
 
 
 def _describe(name_a: str, name_b: str, quantity: str, c: Comparison) -> str:
