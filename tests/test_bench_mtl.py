@@ -438,7 +438,7 @@ def test_suite_verdicts_flip_with_opposite_numbers(standin_mtl: types.ModuleType
     flipped = [v.verdict for v in mtl_verdicts(build(True))]
     # PCGrad "no better than Mean" is an equivalence claim: equal numbers give overlapping
     # intervals, "no significant difference"; every other claim holds
-    assert holds == ["holds"] * 10 + ["no significant difference", "holds"], holds
+    assert holds == ["holds"] * 12 + ["no significant difference", "holds"], holds
     assert flipped == ["does not hold"] * len(flipped), flipped
 
 
