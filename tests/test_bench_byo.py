@@ -291,7 +291,12 @@ def test_compare_takes_optimizer_classes_and_factories(module: Callable[[str], s
 def test_user_method_names_and_duplicates() -> None:
     batches, loss = _problem()
     run = lambda opts: compare(  # noqa: E731
-        lambda: torch.nn.Linear(3, 1), batches, loss, optimizers=opts, steps=2, num_threads=1,
+        lambda: torch.nn.Linear(3, 1),
+        batches,
+        loss,
+        optimizers=opts,
+        steps=2,
+        num_threads=1,
         trials=0,  # untuned: a factory error propagates instead of being recorded
     )
     with pytest.raises(BenchConfigError, match="'halving' is selected twice"):
