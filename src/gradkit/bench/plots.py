@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +33,9 @@ def _band(rows: list[list[float | None]]) -> tuple[np.ndarray, np.ndarray, np.nd
     """Mean, min and max over rows (truncated to the shortest; ``None`` → NaN)."""
     length = min(len(r) for r in rows)
     data = np.array([[math.nan if v is None else v for v in r[:length]] for r in rows], float)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        # a step where every run is NaN (a diverged run's tail) stays NaN: not plotted
+        warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(data, axis=0) if np.isfinite(data).any() else data[0]
         lo, hi = np.nanmin(data, axis=0), np.nanmax(data, axis=0)
     return mean, lo, hi
