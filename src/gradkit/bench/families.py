@@ -49,8 +49,25 @@ def as_function(aggregator: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     raise TypeError(f"{type(aggregator).__name__} is neither callable nor accumulate/step")
 
 
+class _WithOptimizer(BenchMethod):
+    """A method that trains the network with an ordinary optimizer (:attr:`optimizer`) and
+    changes what it steps on: its hyper-parameters and its build are the optimizer's."""
+
+    optimizer: Method
+
+    def hyperparams(self, requested: Mapping[str, Any]) -> dict[str, Any]:
+        """The optimizer's keyword arguments (see :meth:`Method.hyperparams`)."""
+        return self.optimizer.hyperparams(requested)
+
+    def build(
+        self, params: Iterable[Any], requested: Mapping[str, Any]
+    ) -> tuple[torch.optim.Optimizer, dict[str, Any]]:
+        """The optimizer over ``params`` and its keyword arguments."""
+        return self.optimizer.build(params, requested)
+
+
 @dataclass(frozen=True)
-class AggregatorMethod(BenchMethod):
+class AggregatorMethod(_WithOptimizer):
     """A multi-task aggregator (Jacobian ``[K, P]`` → update ``[P]``) with its optimizer.
 
     Attributes:
@@ -90,16 +107,6 @@ class AggregatorMethod(BenchMethod):
             optimizer or BASELINES["adam"],
         )
 
-    def hyperparams(self, requested: Mapping[str, Any]) -> dict[str, Any]:
-        """The outer optimizer's keyword arguments (see :meth:`Method.hyperparams`)."""
-        return self.optimizer.hyperparams(requested)
-
-    def build(
-        self, params: Iterable[Any], requested: Mapping[str, Any]
-    ) -> tuple[torch.optim.Optimizer, dict[str, Any]]:
-        """The outer optimizer over ``params`` and its keyword arguments."""
-        return self.optimizer.build(params, requested)
-
     def build_aggregator(self, options: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
         """An aggregator instance built with the ``options`` its constructor accepts; returns
         it and the keyword arguments actually passed."""
@@ -109,7 +116,7 @@ class AggregatorMethod(BenchMethod):
 
 
 @dataclass(frozen=True)
-class WeightingMethod(BenchMethod):
+class WeightingMethod(_WithOptimizer):
     """A multi-task loss weighting (``T`` task losses → weights ``w``; the network trains on
     ``Σ w_i L_i``) with the optimizer that steps on the weighted loss's gradient.
 
@@ -169,16 +176,6 @@ class WeightingMethod(BenchMethod):
             spec.paper,
             optimizer or BASELINES["adam"],
         )
-
-    def hyperparams(self, requested: Mapping[str, Any]) -> dict[str, Any]:
-        """The network optimizer's keyword arguments (see :meth:`Method.hyperparams`)."""
-        return self.optimizer.hyperparams(requested)
-
-    def build(
-        self, params: Iterable[Any], requested: Mapping[str, Any]
-    ) -> tuple[torch.optim.Optimizer, dict[str, Any]]:
-        """The network optimizer over ``params`` and its keyword arguments."""
-        return self.optimizer.build(params, requested)
 
     def build_weighting(
         self, num_tasks: int, options: Mapping[str, Any]

@@ -247,6 +247,19 @@ class SlotStudy:
         elif stored != self.config:
             raise BenchConfigError(_mismatch(name, stored, self.config))
 
+    @classmethod
+    def existing(cls, store: StudyStore, name: str) -> SlotStudy | None:
+        """The study ``name`` if the storage holds it (its stored configuration is taken as it
+        is, not checked); ``None`` otherwise. For reading results back."""
+        if name not in store.study_names():
+            return None
+        optuna = _optuna()
+        study = cls.__new__(cls)
+        study.store, study.name = store, name
+        study.study = optuna.load_study(storage=store.storage, study_name=name)
+        study.config = study.study.user_attrs.get("config", {})
+        return study
+
     # -- slots -----------------------------------------------------------------------------
     def _trials(self) -> list[Any]:
         return self.study.get_trials(deepcopy=False)

@@ -25,6 +25,7 @@ deterministic task gives identical numbers.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import signal
@@ -55,8 +56,8 @@ __all__ = [
 TUNING_SEED = 1000
 
 
-#: How many of a budget's trials the sampler draws at random before TPE takes over.
 def _startup_trials(budget: int) -> int:
+    """How many of a budget's trials the sampler draws at random before TPE takes over."""
     return max(1, budget // 2)
 
 
@@ -128,13 +129,14 @@ class Plan:
     def eval_seeds(self, unit: Unit) -> tuple[int, ...]:
         return self.protocol.seeds[:1] if unit.task.deterministic else self.protocol.seeds
 
+    def runs(self, unit: Unit) -> int:
+        """``unit``'s tuning trials plus its evaluation runs."""
+        tuning = self.protocol.budget if unit.tuned else 0
+        return tuning + len(self.eval_seeds(unit)) * (1 if unit.tuned else len(unit.variants))
+
     def total_runs(self) -> int:
-        """Tuning trials plus evaluation runs."""
-        n = 0
-        for u in self.units:
-            n += self.protocol.budget if u.tuned else 0
-            n += len(self.eval_seeds(u)) * (1 if u.tuned else len(u.variants))
-        return n
+        """Tuning trials plus evaluation runs of every unit."""
+        return sum(self.runs(u) for u in self.units)
 
 
 def _direction(task: Task[Any]) -> str:
@@ -353,9 +355,7 @@ def _run_tuning_slot(plan: Plan, unit: Unit, trial: Any, *, note: Callable[[str]
 
 
 def _as_trial(record: Record, slot: int) -> Record:
-    from dataclasses import replace
-
-    return replace(record, variant=f"trial {slot}")
+    return dataclasses.replace(record, variant=f"trial {slot}")
 
 
 def _run_eval_slot(
@@ -496,7 +496,7 @@ def collect(
         finished = pruned = 0
         if unit.tuned:
             if unit.tune is None:
-                unit.tune = _reopen(store, name)
+                unit.tune = SlotStudy.existing(store, name)
             if unit.tune is None:
                 complete = False
             else:
@@ -532,7 +532,7 @@ def collect(
         labels = [v[0] for v in unit.variants] if not unit.tuned else [""]
         seeds = plan.eval_seeds(unit)
         for label in labels:
-            study = unit.evals.get(label) or _reopen(
+            study = unit.evals.get(label) or SlotStudy.existing(
                 store, study_name(plan.suite, unit.task.name, unit.method.name, "eval", label)
             )
             found = {}
@@ -562,19 +562,4 @@ def _untuned_note(plan: Plan, unit: Unit) -> str:
 
 
 def _strip(record: Record) -> Record:
-    from dataclasses import replace
-
-    return replace(record, curve=(), eval_curve=(), artifacts={})
-
-
-def _reopen(store: StudyStore, name: str) -> SlotStudy | None:
-    """A study that exists in the storage, without checking its configuration."""
-    if name not in store.study_names():
-        return None
-    study = SlotStudy.__new__(SlotStudy)
-    import optuna
-
-    study.store, study.name = store, name
-    study.study = optuna.load_study(storage=store.storage, study_name=name)
-    study.config = study.study.user_attrs.get("config", {})
-    return study
+    return dataclasses.replace(record, curve=(), eval_curve=(), artifacts={})

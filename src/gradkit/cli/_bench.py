@@ -65,9 +65,7 @@ def _estimate(plan: object) -> str:
     seconds = 0.0
     known = True
     for unit in plan.units:
-        runs = (plan.protocol.budget if unit.tuned else 0) + len(plan.eval_seeds(unit)) * (
-            1 if unit.tuned else len(unit.variants)
-        )
+        runs = plan.runs(unit)
         per_run = unit.task.seconds_per_run
         if per_run is None or plan.smoke:
             known = False
